@@ -1,0 +1,23 @@
+"""The Flask application: HTTP only; GitHub is never called from a request."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from slipway.runtime import Runtime, build
+from slipway.settings import API_BODY_LIMIT, Settings
+
+
+def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -> Flask:
+    """Build the app around a runtime (created from settings when not given)."""
+    from app import errors, health, inbox_api, webhooks
+
+    rt = rt or build(settings)
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=API_BODY_LIMIT, JSON_SORT_KEYS=False)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["slipway"] = rt
+    errors.register(app)
+    for bp in (webhooks.bp, health.bp, inbox_api.bp):
+        app.register_blueprint(bp)
+    return app

@@ -1,0 +1,75 @@
+"""Process runners: the web server (gunicorn) and the RQ worker."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slipway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _web_options(settings: Settings) -> dict[str, Any]:
+    """gunicorn options: one threaded process in embedded mode, WEB_CONCURRENCY processes in production."""
+    opts: dict[str, Any] = {"bind": f"{settings.host}:{settings.port}", "accesslog": None, "errorlog": "-",
+                            "loglevel": settings.log_level, "timeout": 30, "graceful_timeout": 20,
+                            "keepalive": 5}
+    if settings.embedded:
+        # One process: the in-process queue and its worker thread must live beside the web threads.
+        opts.update(workers=1, worker_class="gthread", threads=8)
+    else:
+        opts.update(workers=max(1, settings.web_concurrency), worker_class="sync")
+    return opts
+
+
+def run(settings: Settings) -> None:
+    """Serve HTTP until stopped."""
+    from gunicorn.app.base import BaseApplication
+
+    class SlipwayWeb(BaseApplication):  # type: ignore[misc]
+        """gunicorn application that builds Slipway inside each worker process (after the fork)."""
+
+        def load_config(self) -> None:
+            for key, value in _web_options(settings).items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return build_web(settings)
+
+    mode = "embedded (SQLite + in-process queue)" if settings.embedded else "production (Redis + RQ)"
+    log.info("slipway serving on http://%s:%s in %s mode", settings.host, settings.port, mode)
+    SlipwayWeb().run()
+
+
+def build_web(settings: Settings) -> Any:
+    """The WSGI app for this process; in embedded mode also start the worker thread and the sweeper."""
+    from app import create_app
+    from slipway import runtime
+    from workers.sweeper import Sweeper
+
+    rt = runtime.build(settings)
+    runtime.install(rt)
+    if settings.embedded:
+        rt.transport.start()  # type: ignore[attr-defined]
+        rt.extras["sweeper"] = Sweeper(rt).start()
+    return create_app(rt=rt)
+
+
+def run_worker(settings: Settings, *, burst: bool = False) -> None:
+    """Run a SimpleWorker (no fork per job: warm imports and token cache) plus the sweeper thread."""
+    from rq import SimpleWorker
+
+    from slipway import runtime
+    from workers.sweeper import Sweeper, sweep_once
+
+    rt = runtime.build(settings)
+    runtime.install(rt)
+    transport: Any = rt.transport
+    sweep_once(rt)  # pick up whatever waited while no worker ran
+    sweeper = Sweeper(rt).start()
+    try:
+        SimpleWorker([transport.queue], connection=transport.redis).work(
+            burst=burst, with_scheduler=False, logging_level=settings.log_level.upper())
+    finally:
+        sweeper.stop()

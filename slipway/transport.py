@@ -1,0 +1,168 @@
+"""How a delivery id travels to a worker: RQ on Redis in production, a thread in embedded mode.
+
+The database is the source of truth; a transport only wakes a worker up. A lost message is found
+again by the sweeper, and a duplicated one is harmless because jobs claim their delivery atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+QUEUE_NAME = "slipway"
+JOB_PATH = "workers.jobs.process_delivery"
+
+
+class Transport(Protocol):
+    """Hands delivery GUIDs to workers."""
+
+    def enqueue(self, guids: list[str]) -> None: ...
+    def ping(self) -> bool: ...
+    def depth(self) -> int: ...
+
+
+class RQTransport:
+    """Production transport: one RQ job per delivery on the `slipway` queue."""
+
+    def __init__(self, redis_url: str, queue_name: str = QUEUE_NAME) -> None:
+        from redis import Redis
+        from rq import Queue
+
+        # Short timeouts: when Redis is down the web answer must not wait; the sweeper queues later.
+        self.redis = Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=1, health_check_interval=30)
+        self.queue = Queue(queue_name, connection=self.redis)
+        self._down_until = 0.0
+
+    def enqueue(self, guids: list[str]) -> None:
+        """Enqueue one job per GUID in a single round trip."""
+        from rq import Queue
+
+        if time.monotonic() < self._down_until:
+            # Redis failed a moment ago: answer GitHub at once and leave the rows to the sweeper.
+            raise ConnectionError("Redis marked down; retrying in a few seconds")
+        datas = [Queue.prepare_data(JOB_PATH, args=(g,), result_ttl=0, failure_ttl=7 * 86400,
+                                    timeout=110, description=f"delivery {g}") for g in guids]
+        try:
+            with self.redis.pipeline() as pipe:
+                self.queue.enqueue_many(datas, pipeline=pipe)
+                pipe.execute()
+        except Exception:
+            self._down_until = time.monotonic() + 2.0
+            raise
+
+    def ping(self) -> bool:
+        """True when Redis answers."""
+        try:
+            return bool(self.redis.ping())
+        except Exception:
+            return False
+
+    def depth(self) -> int:
+        """Jobs waiting in the queue."""
+        return self.queue.count
+
+
+class EmbeddedTransport:
+    """Embedded transport: a worker thread inside `slipway serve` runs the same job function."""
+
+    def __init__(self, job: Callable[[str], object] | None = None, threads: int = 1) -> None:
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._job = job
+        self._threads: list[threading.Thread] = []
+        self._count = threads
+        self._idle = threading.Condition()
+        self._busy = 0
+
+    def start(self) -> None:
+        """Start the worker threads (idempotent)."""
+        if self._threads:
+            return
+        for n in range(self._count):
+            t = threading.Thread(target=self._run, name=f"slipway-worker-{n}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the threads to finish after their current job."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout)
+        self._threads = []
+
+    def enqueue(self, guids: list[str]) -> None:
+        """Queue GUIDs for the worker threads."""
+        for g in guids:
+            self._queue.put(g)
+
+    def ping(self) -> bool:
+        """True while the worker threads are alive (or none were started: jobs run when asked)."""
+        return all(t.is_alive() for t in self._threads)
+
+    def depth(self) -> int:
+        """GUIDs not yet picked up."""
+        return self._queue.qsize()
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Block until the queue is empty and no job runs (tests and graceful shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._queue.qsize() or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(min(left, 0.05))
+        return True
+
+    def _run(self) -> None:
+        """Worker loop: one job at a time; an exception never kills the thread."""
+        job = self._job or _default_job()
+        while True:
+            guid = self._queue.get()
+            if guid is None:
+                return
+            with self._idle:
+                self._busy += 1
+            try:
+                job(guid)
+            except Exception:  # the job records its own failures; this is a last resort
+                log.exception("embedded job crashed", extra={"delivery": guid})
+            finally:
+                with self._idle:
+                    self._busy -= 1
+                    self._idle.notify_all()
+
+
+def _default_job() -> Callable[[str], object]:
+    """The job function, imported late so the transport module stays light."""
+    from workers.jobs import process_delivery
+
+    return process_delivery
+
+
+class InlineTransport:
+    """Runs each job at once in the caller's thread (CLI commands in embedded mode, tests)."""
+
+    def __init__(self, job: Callable[[str], object] | None = None) -> None:
+        self._job = job
+        self.results: list[object] = []
+
+    def enqueue(self, guids: list[str]) -> None:
+        """Run the job for each GUID now."""
+        job = self._job or _default_job()
+        for g in guids:
+            self.results.append(job(g))
+
+    def ping(self) -> bool:
+        """Always ready."""
+        return True
+
+    def depth(self) -> int:
+        """Nothing waits."""
+        return 0

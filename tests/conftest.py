@@ -1,0 +1,237 @@
+"""Test fixtures: real PostgreSQL and Redis (fail loudly in CI when missing), SQLite, signed deliveries."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import random
+import shutil
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slipway import runtime as runtime_mod
+from slipway.runtime import Runtime
+from slipway.settings import load_settings
+
+SECRET = "test-secret"
+PG_ADMIN = os.environ.get("SLIPWAY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_BASE = os.environ.get("SLIPWAY_TEST_REDIS", "redis://127.0.0.1:6379")
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "github"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _reachable(host: str, port: int) -> bool:
+    """True when a TCP connection opens."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip without the service on a laptop; fail loudly in CI, where it must be there."""
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}"
+    if IN_CI:
+        pytest.fail(message + " (CI=true: tests that need it must not be skipped)", pytrace=False)
+    pytest.skip(message)
+
+
+def sign(body: bytes, secret: str = SECRET) -> str:
+    """X-Hub-Signature-256 for a body."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+# ---------------------------------------------------------------- databases
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database of its own for this test session, migrated, dropped at the end."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    from sqlalchemy import create_engine, text
+
+    from models.db import upgrade
+
+    name = f"slipway_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file that each test copies (migrating once is much faster)."""
+    from models.db import upgrade
+
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+def _truncate_all(url: str) -> None:
+    """Empty every table of the PostgreSQL test database."""
+    from sqlalchemy import create_engine, text
+    from sqlmodel import SQLModel
+
+    import models  # noqa: F401
+
+    engine = create_engine(url.replace("postgresql+psycopg", "postgresql+psycopg"))
+    tables = ", ".join(f'"{t}"' for t in SQLModel.metadata.tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """The PostgreSQL test database, emptied for this test."""
+    _truncate_all(pg_database)
+    return pg_database
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    """A fresh migrated SQLite database for this test."""
+    path = tmp_path / "slipway.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+# ---------------------------------------------------------------- redis
+
+
+@pytest.fixture(scope="session")
+def redis_db() -> int:
+    """A Redis database index of this session's own (flushed around each test that uses it)."""
+    require_service("Redis", "127.0.0.1", 6379)
+    return random.Random(os.getpid()).randint(1, 15)
+
+
+@pytest.fixture
+def redis_url(redis_db: int) -> Iterator[str]:
+    """Redis for one test: an empty key space before and after."""
+    from redis import Redis
+
+    url = f"{REDIS_BASE}/{redis_db}"
+    client = Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+# ---------------------------------------------------------------- runtime and app
+
+
+@pytest.fixture(params=["embedded", "production"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """Run a test in both modes: SQLite + in-process queue, and PostgreSQL + Redis/RQ."""
+    return request.param
+
+
+@pytest.fixture
+def settings_for(request: pytest.FixtureRequest):  # noqa: ANN201
+    """Build Settings for a mode: embedded uses SQLite, production PostgreSQL and Redis."""
+
+    def make(mode: str = "embedded", **overrides: Any):
+        base: dict[str, Any] = {"webhook_secret": SECRET, "log_format": "text", "github_api_url": "http://127.0.0.1:9"}
+        if mode == "embedded":
+            base.update(database_url=request.getfixturevalue("sqlite_url"), redis_url=None)
+        else:
+            base.update(database_url=request.getfixturevalue("pg_url"), redis_url=request.getfixturevalue("redis_url"))
+        base.update(overrides)
+        return load_settings(_env_file=None, **base)
+
+    return make
+
+
+@pytest.fixture
+def make_runtime(settings_for):  # noqa: ANN001, ANN201
+    """Build and install a runtime; every one built is closed after the test."""
+    built: list[Runtime] = []
+
+    def make(mode: str = "embedded", transport: Any = None, **overrides: Any) -> Runtime:
+        rt = runtime_mod.build(settings_for(mode, **overrides), transport=transport)
+        runtime_mod.install(rt)
+        built.append(rt)
+        return rt
+
+    yield make
+    runtime_mod.install(None)
+    for rt in built:
+        rt.close()
+
+
+@pytest.fixture
+def rt(make_runtime, mode: str) -> Runtime:  # noqa: ANN001
+    """A runtime in the test's mode; embedded jobs run in a started worker thread."""
+    runtime = make_runtime(mode)
+    start = getattr(runtime.transport, "start", None)
+    if start:
+        start()
+    return runtime
+
+
+@pytest.fixture
+def client(rt: Runtime):  # noqa: ANN201
+    """Flask test client around the runtime."""
+    from app import create_app
+
+    return create_app(rt=rt).test_client()
+
+
+class Deliveries:
+    """Posts signed GitHub deliveries to a test client."""
+
+    def __init__(self, client: Any, secret: str = SECRET) -> None:
+        self.client, self.secret = client, secret
+
+    def post(self, event: str, payload: Any = None, *, raw: bytes | None = None, guid: str | None = None,
+             form: bool = False, signature: str | None = None, headers: dict[str, str] | None = None) -> Any:
+        """POST one delivery; returns the response."""
+        from urllib.parse import urlencode
+
+        doc = raw if raw is not None else json.dumps(payload if payload is not None else {}).encode()
+        body = urlencode({"payload": doc.decode()}).encode() if form else doc
+        hdrs = {"X-GitHub-Event": event, "X-GitHub-Delivery": guid or str(uuid.uuid4()),
+                "X-Hub-Signature-256": signature if signature is not None else sign(body, self.secret),
+                "Content-Type": "application/x-www-form-urlencoded" if form else "application/json"}
+        hdrs.update(headers or {})
+        return self.client.post("/api/github/webhooks", data=body, headers={k: v for k, v in hdrs.items() if v})
+
+
+@pytest.fixture
+def deliveries(client: Any) -> Deliveries:
+    """Signed-delivery poster for the test client."""
+    return Deliveries(client)
+
+
+def drain(rt: Runtime, timeout: float = 20.0) -> None:
+    """Run every queued job to the end: the embedded thread, or an RQ SimpleWorker in burst mode."""
+    wait_idle = getattr(rt.transport, "wait_idle", None)
+    if wait_idle is not None:
+        assert wait_idle(timeout), "embedded worker did not finish in time"
+        return
+    queue = getattr(rt.transport, "queue", None)
+    if queue is not None:
+        from rq import SimpleWorker
+
+        SimpleWorker([queue], connection=rt.transport.redis).work(burst=True, with_scheduler=False)

@@ -1,0 +1,253 @@
+"""POST /api/github/webhooks: every row of the SPEC's answer table, in both modes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from models import Delivery
+from tests import factories
+from tests.conftest import SECRET, Deliveries, drain, sign
+
+
+def rows(rt) -> list[Delivery]:
+    """Every stored delivery."""
+    with rt.engine.connect() as conn:
+        return list(conn.execute(select(Delivery).order_by(Delivery.id)))
+
+
+def test_valid_delivery_is_stored_queued_and_processed(rt, deliveries: Deliveries) -> None:
+    """A signed delivery is committed, answered 202 queued, and ends done."""
+    resp = deliveries.post("installation", factories.installation("created"), guid="g-valid")
+    assert resp.status_code == 202
+    assert resp.get_json() == {"delivery": "g-valid", "state": "queued"}
+    stored = rows(rt)
+    assert [(r.guid, r.event, r.action, r.installation_id) for r in stored] == [
+        ("g-valid", "installation", "created", factories.INSTALLATION_ID)]
+    drain(rt)
+    assert rows(rt)[0].state == "done"
+
+
+def test_same_guid_is_a_duplicate_and_runs_once(rt, deliveries: Deliveries) -> None:
+    """A redelivery with the same GUID answers 200 duplicate and stores nothing new."""
+    payload = factories.installation("created")
+    first = deliveries.post("installation", payload, guid="g-dup")
+    drain(rt)
+    second = deliveries.post("installation", payload, guid="g-dup")
+    assert first.status_code == 202
+    assert second.status_code == 200
+    assert second.get_json() == {"delivery": "g-dup", "state": "done", "duplicate": True}
+    assert len(rows(rt)) == 1 and rows(rt)[0].attempts == 1
+
+
+def test_concurrent_copies_store_one_row(rt, client) -> None:
+    """Eight copies of one delivery at the same moment: one 202, seven 200 duplicates, one row."""
+    body = json.dumps(factories.installation("created")).encode()
+    headers = {"X-GitHub-Event": "installation", "X-GitHub-Delivery": "g-race", "X-Hub-Signature-256": sign(body),
+               "Content-Type": "application/json"}
+    barrier, results = threading.Barrier(8), []
+
+    def post() -> None:
+        c = client.application.test_client()
+        barrier.wait()
+        results.append(c.post("/api/github/webhooks", data=body, headers=headers).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    drain(rt)
+    assert sorted(results) == [200] * 7 + [202]
+    assert len(rows(rt)) == 1 and rows(rt)[0].attempts == 1
+
+
+def test_ping_answers_zen_and_is_stored(rt, deliveries: Deliveries) -> None:
+    """ping: 200 with the zen, stored like any delivery."""
+    resp = deliveries.post("ping", factories.ping("Speak like a human."), guid="g-ping")
+    assert resp.status_code == 200
+    assert resp.get_json()["zen"] == "Speak like a human."
+    drain(rt)
+    assert [(r.guid, r.state) for r in rows(rt)] == [("g-ping", "done")]
+
+
+def test_replayed_body_under_new_guid_runs_nothing(rt, deliveries: Deliveries) -> None:
+    """A captured body and signature sent under another GUID: 200 replay_of, nothing stored or run."""
+    raw = json.dumps(factories.installation("created")).encode()
+    deliveries.post("installation", raw=raw, guid="g-orig")
+    resp = deliveries.post("installation", raw=raw, guid="g-replay")
+    assert resp.status_code == 200
+    assert resp.get_json() == {"delivery": "g-replay", "duplicate": True, "replay_of": "g-orig"}
+    assert [r.guid for r in rows(rt)] == ["g-orig"]
+
+
+@pytest.mark.parametrize("event,action", [("issues", "opened"), ("pull_request", "assigned"), ("star", "created")])
+def test_events_slipway_does_not_act_on_are_stored_ignored(rt, deliveries: Deliveries, event: str, action: str) -> None:
+    """Unhandled event or action: 202, stored as ignored with the reason, nothing queued."""
+    resp = deliveries.post(event, factories.event(action))
+    assert resp.status_code == 202
+    assert resp.get_json()["state"] == "ignored"
+    (row,) = rows(rt)
+    assert row.state == "ignored" and f"{event}.{action}" in row.note
+
+
+@pytest.mark.parametrize("case", ["missing", "wrong-secret", "sha1-only", "one-byte-changed", "no-guid", "truncated"])
+def test_bad_signature_or_no_guid_is_401_and_stores_nothing(rt, client, case: str) -> None:
+    """Tampered requests are refused before anything is stored or queued."""
+    body = json.dumps(factories.installation("created")).encode()
+    headers = {"X-GitHub-Event": "installation", "X-GitHub-Delivery": str(uuid.uuid4()),
+               "Content-Type": "application/json", "X-Hub-Signature-256": sign(body)}
+    if case == "missing":
+        del headers["X-Hub-Signature-256"]
+    elif case == "wrong-secret":
+        headers["X-Hub-Signature-256"] = sign(body, "not-the-secret")
+    elif case == "sha1-only":
+        del headers["X-Hub-Signature-256"]
+        headers["X-Hub-Signature"] = "sha1=" + "0" * 40
+    elif case == "one-byte-changed":
+        body = body.replace(b"created", b"creates")
+    elif case == "no-guid":
+        del headers["X-GitHub-Delivery"]
+    elif case == "truncated":
+        headers["X-Hub-Signature-256"] = sign(body)[:-2]
+    resp = client.post("/api/github/webhooks", data=body, headers=headers)
+    assert resp.status_code == 401
+    assert resp.get_json()["error"]["code"] == "unauthorized"
+    assert rows(rt) == []
+    assert rt.transport.depth() == 0
+
+
+def test_rotated_secrets_both_verify(make_runtime) -> None:
+    """WEBHOOK_SECRET=new,old accepts deliveries signed with either during a rotation."""
+    from app import create_app
+
+    rt = make_runtime("embedded", webhook_secret="new-secret,old-secret")
+    client = create_app(rt=rt).test_client()
+    for secret in ("new-secret", "old-secret"):
+        assert Deliveries(client, secret).post("ping", factories.ping(secret)).status_code == 200
+    assert Deliveries(client, "other").post("ping", factories.ping()).status_code == 401
+
+
+def test_form_encoded_delivery_is_accepted(rt, deliveries: Deliveries) -> None:
+    """application/x-www-form-urlencoded with the JSON in `payload`, verified over the raw form bytes."""
+    resp = deliveries.post("installation", factories.installation("created"), form=True, guid="g-form")
+    assert resp.status_code == 202
+    drain(rt)
+    (row,) = rows(rt)
+    assert row.state == "done" and json.loads(row.body)["action"] == "created"
+
+
+@pytest.mark.parametrize("raw,form,message", [
+    (b"{not json", False, "not valid JSON"),
+    (b"[1, 2, 3]", False, "JSON object"),
+    (b"\xff\xfe\x00garbage", False, "not valid JSON"),
+    (b"[" * 100000 + b"]" * 100000, False, "not valid JSON"),
+    (b"{}", True, None),
+])
+def test_bad_bodies_are_400(rt, client, raw: bytes, form: bool, message: str | None) -> None:
+    """Not JSON, not an object, or a form without `payload`: 400 with the reason, nothing stored."""
+    body = b"something=else" if form else raw
+    headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": "g-bad", "X-Hub-Signature-256": sign(body),
+               "Content-Type": "application/x-www-form-urlencoded" if form else "application/json"}
+    resp = client.post("/api/github/webhooks", data=body, headers=headers)
+    assert resp.status_code == 400
+    assert (message or "payload") in resp.get_json()["error"]["message"]
+    assert rows(rt) == []
+
+
+def test_body_over_25_mib_is_413_before_reading(rt, client) -> None:
+    """A Content-Length over 25 MiB is refused from the header; the body is never read."""
+    from io import BytesIO
+
+    class Unreadable(BytesIO):
+        """Fails the test if the server reads the body."""
+
+        def read(self, *a):  # noqa: ANN001, ANN202
+            raise AssertionError("body was read")
+
+    headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": "g-big", "X-Hub-Signature-256": "sha256=" + "0" * 64,
+               "Content-Type": "application/json"}
+    resp = client.post("/api/github/webhooks", input_stream=Unreadable(), headers=headers,
+                       environ_overrides={"CONTENT_LENGTH": str(25 * 1024 * 1024 + 1)})
+    assert resp.status_code == 413
+    assert resp.get_json()["error"]["code"] == "payload_too_large"
+    assert rows(rt) == []
+
+
+def test_body_just_under_the_limit_is_accepted(rt, deliveries: Deliveries) -> None:
+    """A 24 MiB legitimate delivery is stored."""
+    payload = factories.event(None, padding="x" * (24 * 1024 * 1024))
+    resp = deliveries.post("push", payload)
+    assert resp.status_code == 202
+
+
+def test_no_secret_configured_is_503(make_runtime) -> None:
+    """Without WEBHOOK_SECRET the endpoint says so instead of accepting unverifiable deliveries."""
+    from app import create_app
+
+    rt = make_runtime("embedded", webhook_secret="")
+    resp = Deliveries(create_app(rt=rt).test_client()).post("ping", factories.ping())
+    assert resp.status_code == 503
+    assert "WEBHOOK_SECRET" in resp.get_json()["error"]["message"]
+
+
+def test_database_down_is_503(make_runtime) -> None:
+    """A database that does not answer: 503, so GitHub records a failed delivery to redeliver."""
+    from app import create_app
+
+    rt = make_runtime("embedded", database_url="postgresql+psycopg://postgres@127.0.0.1:9/none")
+    resp = Deliveries(create_app(rt=rt).test_client()).post("ping", factories.ping())
+    assert resp.status_code == 503
+    assert resp.get_json()["error"]["code"] == "unavailable"
+
+
+def test_failed_delivery_redelivered_runs_again(rt, deliveries: Deliveries) -> None:
+    """GitHub's redelivery of a delivery that failed here runs it once more."""
+    from sqlalchemy import update
+
+    payload = factories.installation("created")
+    deliveries.post("installation", payload, guid="g-retry")
+    drain(rt)
+    with rt.engine.begin() as conn:
+        conn.execute(update(Delivery).values(state="failed", error="boom"))
+    resp = deliveries.post("installation", payload, guid="g-retry")
+    assert resp.status_code == 200
+    assert resp.get_json() == {"delivery": "g-retry", "state": "queued", "duplicate": True, "requeued": True}
+    drain(rt)
+    assert rows(rt)[0].state == "done"
+
+
+def test_redis_down_still_accepts_and_sweeper_queues_later(make_runtime, redis_url: str) -> None:
+    """Redis unreachable but the database fine: 202 with the row kept; the sweeper queues it when Redis is back."""
+    from app import create_app
+    from slipway.transport import RQTransport
+    from workers.sweeper import sweep_once
+
+    rt = make_runtime("production", transport=RQTransport("redis://127.0.0.1:9/0"))
+    resp = Deliveries(create_app(rt=rt).test_client()).post("ping", factories.ping(), guid="g-noredis")
+    assert resp.status_code == 200 and resp.get_json()["state"] == "received"
+    with rt.engine.connect() as conn:
+        assert conn.execute(select(Delivery.state)).scalar() == "received"
+    rt.transport = RQTransport(redis_url)
+    assert sweep_once(rt).queued == 1
+    drain(rt)
+    with rt.engine.connect() as conn:
+        assert conn.execute(select(Delivery.state)).scalar() == "done"
+
+
+def test_production_mode_enqueues_an_rq_job(make_runtime) -> None:
+    """In production mode the 202 means a row in PostgreSQL and a job on the RQ queue."""
+    from app import create_app
+
+    rt = make_runtime("production")
+    resp = Deliveries(create_app(rt=rt).test_client()).post("installation", factories.installation("created"))
+    assert resp.status_code == 202
+    assert rt.transport.depth() == 1
+    job = rt.transport.queue.jobs[0]
+    assert job.func_name == "workers.jobs.process_delivery" and job.args == (resp.get_json()["delivery"],)
+    with rt.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Delivery)).scalar() == 1

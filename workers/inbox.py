@@ -1,0 +1,135 @@
+"""Delivery state transitions in the database: claim, finish, retry, sweep.
+
+Every transition is one conditional UPDATE, so concurrent workers and sweepers never both win.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.engine import Engine
+
+from models import Delivery
+from models.base import utcnow
+
+# Backoff for retryable failures (server errors, timeouts); rate limits use GitHub's own wait.
+BACKOFF_SECONDS = (5, 30, 120, 300, 600, 900)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery this worker now owns until the lease ends."""
+
+    id: int
+    guid: str
+    event: str
+    action: str | None
+    installation_id: int | None
+    repository: str | None
+    attempts: int
+    body: bytes
+
+
+def claim(engine: Engine, guid: str, lease_seconds: int) -> Claim | None:
+    """Take a due delivery (or one whose worker died) for processing; None if another has it or it is done."""
+    now = utcnow()
+    due = and_(Delivery.state.in_(("received", "queued")),
+               or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now))
+    crashed = and_(Delivery.state == "processing", Delivery.lease_until < now)
+    stmt = (
+        update(Delivery)
+        .where(Delivery.guid == guid, or_(due, crashed))
+        .values(state="processing", attempts=Delivery.attempts + 1, started_at=now,
+                lease_until=now + timedelta(seconds=lease_seconds))
+        .returning(Delivery.id, Delivery.guid, Delivery.event, Delivery.action, Delivery.installation_id,
+                   Delivery.repository, Delivery.attempts, Delivery.body)
+    )
+    with engine.begin() as conn:
+        row = conn.execute(stmt).first()
+    return Claim(*row) if row else None
+
+
+def finish(engine: Engine, c: Claim, state: str, note: str | None = None) -> bool:
+    """Record a terminal state; fenced on the attempt so a stale worker cannot overwrite a newer one."""
+    values = {"error": note} if state == "failed" else {"note": note, "error": None}
+    stmt = (
+        update(Delivery)
+        .where(Delivery.id == c.id, Delivery.state == "processing", Delivery.attempts == c.attempts)
+        .values(state=state, finished_at=utcnow(), lease_until=None, next_attempt_at=None, **values)
+    )
+    with engine.begin() as conn:
+        return conn.execute(stmt).rowcount == 1
+
+
+def retry_later(engine: Engine, c: Claim, after: float | None, error: str, max_attempts: int) -> str:
+    """Schedule another attempt (the sweeper queues it when due), or fail once attempts are spent."""
+    if c.attempts >= max_attempts:
+        finish(engine, c, "failed", f"gave up after {c.attempts} attempts: {error}")
+        return "failed"
+    wait = after if after is not None else BACKOFF_SECONDS[min(c.attempts - 1, len(BACKOFF_SECONDS) - 1)]
+    stmt = (
+        update(Delivery)
+        .where(Delivery.id == c.id, Delivery.state == "processing", Delivery.attempts == c.attempts)
+        .values(state="queued", queued_at=None, lease_until=None, error=error,
+                next_attempt_at=utcnow() + timedelta(seconds=max(wait, 0)))
+    )
+    with engine.begin() as conn:
+        conn.execute(stmt)
+    return "queued"
+
+
+def mark_queued(engine: Engine, guids: list[str]) -> None:
+    """Note that these deliveries were handed to the transport just now."""
+    if not guids:
+        return
+    with engine.begin() as conn:
+        conn.execute(update(Delivery).where(Delivery.guid.in_(guids), Delivery.state == "received")
+                     .values(state="queued", queued_at=utcnow()))
+
+
+def mark_unqueued(engine: Engine, guids: list[str]) -> None:
+    """The transport refused them: leave them for the sweeper."""
+    with engine.begin() as conn:
+        conn.execute(update(Delivery).where(Delivery.guid.in_(guids), Delivery.state == "queued")
+                     .values(state="received", queued_at=None))
+
+
+def stranded(now: datetime, requeue_after: int) -> list:
+    """Conditions for deliveries that need (re)queueing: never queued, lost in the queue, or whose worker died."""
+    due = or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now)
+    lost = or_(Delivery.queued_at.is_(None), Delivery.queued_at < now - timedelta(seconds=requeue_after))
+    return [or_(and_(Delivery.state.in_(("received", "queued")), due, lost),
+                and_(Delivery.state == "processing", Delivery.lease_until < now))]
+
+
+def take_stranded(engine: Engine, requeue_after: int, limit: int = 500) -> list[str]:
+    """Mark up to `limit` stranded deliveries as queued now and return their GUIDs."""
+    now = utcnow()
+    conds = stranded(now, requeue_after)
+    ids = select(Delivery.id).where(*conds).order_by(Delivery.id).limit(limit)
+    # The conditions are repeated on the UPDATE so that a concurrent sweeper re-checks them under the row lock.
+    stmt = (update(Delivery).where(Delivery.id.in_(ids.scalar_subquery()), *conds)
+            .values(state="queued", queued_at=now).returning(Delivery.guid))
+    with engine.begin() as conn:
+        return [r[0] for r in conn.execute(stmt)]
+
+
+def fail_exhausted(engine: Engine, max_attempts: int) -> int:
+    """Crashed deliveries that have used every attempt end as failed instead of looping forever."""
+    now = utcnow()
+    stmt = (update(Delivery)
+            .where(Delivery.state == "processing", Delivery.lease_until < now, Delivery.attempts >= max_attempts)
+            .values(state="failed", finished_at=now, lease_until=None,
+                    error=f"worker lost the job {max_attempts} times (crash or timeout)"))
+    with engine.begin() as conn:
+        return conn.execute(stmt).rowcount
+
+
+def requeue(engine: Engine, guid: str) -> bool:
+    """Put a finished delivery back in line (replay and same-GUID redelivery of a failed one)."""
+    stmt = (update(Delivery).where(Delivery.guid == guid, Delivery.state.in_(("done", "ignored", "failed")))
+            .values(state="queued", queued_at=utcnow(), next_attempt_at=None, finished_at=None, attempts=0))
+    with engine.begin() as conn:
+        return conn.execute(stmt).rowcount == 1

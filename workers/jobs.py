@@ -1,0 +1,67 @@
+"""Job entry points. Jobs take ids, never objects, and are idempotent on the delivery GUID."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from slipway import runtime
+from workers import inbox
+from workers.events import Event, Outcome, Permanent, RetryLater
+from workers.registry import get_handler
+
+log = logging.getLogger(__name__)
+
+
+def process_delivery(guid: str) -> str:
+    """Claim the delivery, dispatch it to its handler, and record how it ended."""
+    rt = runtime.current()
+    claimed = inbox.claim(rt.engine, guid, rt.settings.job_lease_seconds)
+    if claimed is None:
+        return "not-claimed"  # done already, taken by another worker, or not due yet
+    extra = {"delivery": guid, "event": claimed.event, "attempt": claimed.attempts}
+    try:
+        outcome = dispatch(rt, claimed)
+    except RetryLater as exc:
+        state = inbox.retry_later(rt.engine, claimed, exc.after, str(exc), rt.settings.max_attempts)
+        log.warning("delivery will be retried", extra={**extra, "error": str(exc), "after": exc.after})
+        return state
+    except Permanent as exc:
+        inbox.finish(rt.engine, claimed, "failed", str(exc))
+        log.warning("delivery failed", extra={**extra, "error": str(exc)})
+        return "failed"
+    except Exception as exc:
+        return _unexpected(rt, claimed, exc, extra)
+    inbox.finish(rt.engine, claimed, outcome.state, outcome.note)
+    log.info("delivery %s", outcome.state, extra={**extra, "note": outcome.note})
+    return outcome.state
+
+
+def dispatch(rt: runtime.Runtime, c: inbox.Claim) -> Outcome:
+    """Decode the stored body and call the registered handler."""
+    handler = get_handler(c.event, c.action)
+    if handler is None:
+        return Outcome.ignored(f"Slipway does not act on {c.event}" + (f".{c.action}" if c.action else ""))
+    payload = json.loads(c.body)
+    event = Event(guid=c.guid, name=c.event, action=c.action, payload=payload,
+                  installation_id=c.installation_id, repository=c.repository, attempt=c.attempts, rt=rt)
+    return handler(event)
+
+
+def _unexpected(rt: runtime.Runtime, c: inbox.Claim, exc: Exception, extra: dict) -> str:
+    """Database and network hiccups are retried; anything else is a bug, recorded on the delivery."""
+    from sqlalchemy.exc import OperationalError
+
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    if isinstance(exc, OperationalError | ConnectionError | TimeoutError):
+        try:
+            return inbox.retry_later(rt.engine, c, None, error, rt.settings.max_attempts)
+        except Exception:
+            log.exception("could not schedule a retry; the sweeper will find the delivery", extra=extra)
+            return "stranded"
+    log.exception("handler crashed", extra=extra)
+    try:
+        inbox.finish(rt.engine, c, "failed", error)
+    except Exception:
+        log.exception("could not record the failure; the sweeper will retry the delivery", extra=extra)
+    return "failed"
