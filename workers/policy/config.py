@@ -119,7 +119,9 @@ FreezeEntry = Annotated[
     FreezeWindow, PlainValidator(_freeze_window), PlainSerializer(lambda w: w.text, return_type=str)
 ]
 PreviewTemplate = Annotated[NonEmpty, _template_checker(PLACEHOLDERS, "for previews")]
-BranchTemplate = Annotated[NonEmpty, _template_checker(PLACEHOLDERS[1:], "for branch environments")]
+# Branch environments are also torn down from `delete` events, which carry no sha: only names
+# that the branch alone determines can be found again.
+BranchTemplate = Annotated[NonEmpty, _template_checker(("branch", "repo"), "for branch environments")]
 UrlTemplate = Annotated[NonEmpty, AfterValidator(_http_url), _template_checker(PLACEHOLDERS, "for previews")]
 
 
@@ -160,9 +162,10 @@ class EnvironmentConfig(_Section):
     @field_validator(*_ONLY_FOR)
     @classmethod
     def _fits_trigger(cls, value: object, info: ValidationInfo) -> object:
-        """Reject a key that the environment's `on:` ignores."""
-        allowed, trigger = _ONLY_FOR[info.field_name or ""], info.data.get("on")
-        if trigger is not None and trigger not in allowed:
+        """Reject a key that the environment's `on:` ignores (its default value is harmless)."""
+        name = info.field_name or ""
+        allowed, trigger = _ONLY_FOR[name], info.data.get("on")
+        if trigger is not None and trigger not in allowed and value != cls.model_fields[name].default:
             raise ValueError(f"applies only to on: {' or '.join(allowed)} (this environment has on: {trigger})")
         return value
 
@@ -240,7 +243,7 @@ def parse_config(text: str) -> RepoConfig:
     if len(text.encode()) > MAX_CONFIG_BYTES:
         raise ConfigError(None, f"the file is larger than {MAX_CONFIG_BYTES // 1024} KiB")
     node, data = _load(text)
-    if node is None:
+    if node is None or data is None:  # no document, only comments, or a bare `---`
         return RepoConfig()
     lines = _key_lines(node)
     try:
