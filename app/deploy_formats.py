@@ -428,6 +428,7 @@ def _commit_object(c: _Checker, value: dict[str, Any], *, hex_sha: bool) -> dict
     """Read OpsLevel's commit object; ``hex_sha`` applies the canonical 7-40 hex rule to ``sha``."""
 
     def field(key: str) -> Any:
+        """Return the commit object's value for ``key``, or the missing marker."""
         return value.get(key, _MISSING)
 
     if hex_sha:
@@ -626,13 +627,16 @@ def _field_errors(errors: InvalidReport | Mapping[str, str] | None) -> tuple[dic
 
 def canonical_error(status: int, code: str, message: str, fields: Mapping[str, str] | None = None) -> Answer:
     """Return Slipway's error answer ``{"error": {"code", "message", "fields"}}``."""
-    return status, {"error": {"code": code, "message": message, "fields": dict(fields or {})}}
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields:  # as app.errors.json_error does: "fields" only when there are some
+        error["fields"] = dict(fields)
+    return status, {"error": error}
 
 
 def canonical_invalid(error: InvalidReport) -> Answer:
     """Return the canonical 422 answer naming every invalid field."""
     names = ", ".join(error.fields)
-    return canonical_error(422, "invalid_request", f"invalid fields: {names}", error.fields)
+    return canonical_error(422, "invalid", f"invalid fields: {names}", error.fields)  # app.errors' 422 code
 
 
 def pulse_created() -> Answer:
@@ -674,6 +678,7 @@ def vibe_created(record: Mapping[str, Any]) -> Answer:
     """Return Vibe Monitor's 201 answer from a stored deployment record."""
 
     def pick(key: str, fallback: str | None = None) -> Any:
+        """Return ``record[key]``, else ``record[fallback]``."""
         value = record.get(key)
         return record.get(fallback) if value is None and fallback else value
 

@@ -28,6 +28,16 @@ class Runtime:
         """The Redis client of the production transport, or None in embedded mode."""
         return getattr(self.transport, "redis", None)
 
+    def github(self) -> Any:
+        """The GitHub App client (workers.github.GitHubApp), built on first use; raises NotConfigured without APP_ID."""
+        app = self.extras.get("github")
+        if app is None:
+            from workers.github import GitHubApp, MemoryTokens, RedisTokens
+
+            tokens = RedisTokens(self.redis, self.settings.app_id or 0) if self.redis is not None else MemoryTokens()
+            app = self.extras["github"] = GitHubApp(self.settings, tokens, on_response=self.extras.get("on_github_response"))
+        return app
+
     def close(self) -> None:
         """Release connections (tests and shutdown)."""
         stop = getattr(self.transport, "stop", None)

@@ -246,7 +246,7 @@ def candidate_for_workflow_run(action: str, run: WorkflowRunFacts, default_branc
     """
     if action != "completed" or (run.conclusion or "").lower() != "success":
         return []
-    if run.from_fork or run.event in _PULL_REQUEST_EVENTS or not run.head_branch:
+    if not run.head_branch:
         return []
     return [
         _from_environment(name, env, "workflow_run", f"workflow {run.name} succeeded on {run.head_branch}")

@@ -1,0 +1,105 @@
+"""Slipway's own GitHub deployments and statuses, each made at most once.
+
+A deployment carries Slipway's key in its payload; the local row with that key is written before GitHub
+is called, and a retry after any crash looks for the key on GitHub before creating another. A status is
+posted at most once per (deployment, state); a retry looks for it on GitHub first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+
+from models import Deployment, DeploymentStatus
+from models.base import utcnow
+from models.db import insert_ignore
+from workers.github import Repo
+from workers.record import SLIPWAY_PAYLOAD, ensure_environment, parse_time, record_status, slipway_payload
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A deployment Slipway wants in GitHub."""
+
+    key: str
+    repository: str
+    environment: str
+    kind: str  # preview | branch | static
+    ref: str
+    sha: str
+    description: str
+    delivery_guid: str | None = None
+    version: str | None = None
+    production: bool = False
+    environment_url: str | None = None
+    task: str = "deploy"
+    source: str = "slipway"
+    extra: dict[str, Any] | None = None
+
+
+def _local(engine: Engine, p: Planned, installation_id: int | None) -> Any:
+    """The local row for the key, created if new."""
+    with engine.begin() as conn:
+        insert_ignore(conn, Deployment, {
+            "key": p.key, "repository": p.repository, "environment": p.environment, "sha": p.sha, "ref": p.ref,
+            "version": p.version, "task": p.task, "status": "pending", "source": p.source,
+            "description": p.description, "transient": p.kind == "preview", "production": p.production,
+            "environment_url": p.environment_url, "installation_id": installation_id,
+            "delivery_guid": p.delivery_guid, "extra": p.extra, "created_at": utcnow(), "updated_at": utcnow()})
+        ensure_environment(conn, p.repository, p.environment, p.kind)
+        return conn.execute(select(Deployment).where(Deployment.key == p.key)).one()
+
+
+def ensure_deployment(engine: Engine, repo: Repo, p: Planned) -> tuple[int, int]:
+    """(our id, GitHub's id) of the deployment for `p.key`, creating it on GitHub only if it is not there."""
+    row = _local(engine, p, repo.installation_id)
+    if row.github_deployment_id:
+        return row.id, row.github_deployment_id
+    found = next((d for d in repo.list_deployments(sha=p.sha, environment=p.environment)
+                  if slipway_payload(d).get("key") == p.key), None)
+    if found is None:
+        payload = {SLIPWAY_PAYLOAD: {"key": p.key, "delivery": p.delivery_guid, "version": p.version}}
+        found = repo.create_deployment(ref=p.sha or p.ref, environment=p.environment, payload=payload,
+                                       description=p.description, transient=p.kind == "preview",
+                                       production=p.production, task=p.task)
+    with engine.begin() as conn:
+        conn.execute(update(Deployment).where(Deployment.id == row.id, Deployment.github_deployment_id.is_(None))
+                     .values(github_deployment_id=int(found["id"]), created_at=parse_time(found.get("created_at"))
+                             or row.created_at, updated_at=utcnow()))
+    return row.id, int(found["id"])
+
+
+def post_status(engine: Engine, repo: Repo, deployment_id: int, github_deployment_id: int, state: str, *,
+                description: str = "", environment_url: str | None = None, log_url: str | None = None,
+                auto_inactive: bool | None = None, delivery_guid: str | None = None) -> bool:
+    """Post `state` on the deployment unless Slipway already did; True if posted now."""
+    dep_key = _key_of(engine, deployment_id)
+    key = f"{dep_key}/{state}"
+    with engine.connect() as conn:
+        if conn.execute(select(DeploymentStatus.id).where(DeploymentStatus.key == key)).first():
+            return False
+    existing = next((s for s in repo.list_deployment_statuses(github_deployment_id)
+                     if s.get("state") == state and (s.get("description") or "") == description[:140]), None)
+    posted = existing or repo.create_deployment_status(
+        github_deployment_id, state=state, description=description, environment_url=environment_url,
+        log_url=log_url, auto_inactive=auto_inactive)
+    with engine.begin() as conn:
+        record_status(conn, deployment_id, state=state, created_at=parse_time(posted.get("created_at")),
+                      github_status_id=posted.get("id"), description=description[:140] or None,
+                      environment_url=environment_url, log_url=log_url, source="slipway",
+                      delivery_guid=delivery_guid, key=key)
+        # The echo of this status may have been recorded first (without our key): give it the key.
+        conn.execute(update(DeploymentStatus).where(DeploymentStatus.github_status_id == posted.get("id"),
+                                                    DeploymentStatus.key.is_(None)).values(key=key))
+    return existing is None
+
+
+def _key_of(engine: Engine, deployment_id: int) -> str:
+    """The idempotency key of a local deployment (its GitHub id stands in for deployments Slipway did not make)."""
+    with engine.connect() as conn:
+        row = conn.execute(select(Deployment.key, Deployment.github_deployment_id)
+                           .where(Deployment.id == deployment_id)).one()
+    return row.key or f"gh-{row.github_deployment_id}"

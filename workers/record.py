@@ -1,0 +1,144 @@
+"""The deployment record: store deployments and statuses from any source, then derive current states.
+
+Each write locks the deployment (and then its environment) row, so concurrent workers recording statuses
+of one deployment serialise, and the derived state is always computed from the complete history.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+
+from models import Deployment, DeploymentStatus, Environment
+from models.base import utcnow
+from models.db import insert_ignore
+from workers.history import DeploymentFact, StatusFact, deployment_view, environment_view
+
+SLIPWAY_PAYLOAD = "slipway"  # the key under which Slipway's own data travels in a GitHub deployment payload
+
+
+def parse_time(value: Any) -> datetime | None:
+    """GitHub's ISO 8601 timestamps as aware datetimes."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def slipway_payload(dep: dict[str, Any]) -> dict[str, Any]:
+    """Slipway's part of a deployment payload (the payload may be an object or a JSON string)."""
+    payload = dep.get("payload")
+    if isinstance(payload, str):
+        try:
+            payload = json.loads(payload)
+        except ValueError:
+            return {}
+    mine = payload.get(SLIPWAY_PAYLOAD) if isinstance(payload, dict) else None
+    return mine if isinstance(mine, dict) else {}
+
+
+def _source(dep: dict[str, Any]) -> str:
+    """Who made a GitHub deployment: slipway, github_actions, another App's slug, or github."""
+    if slipway_payload(dep).get("key"):
+        return "slipway"
+    app = dep.get("performed_via_github_app")
+    slug = app.get("slug") if isinstance(app, dict) else None
+    return (str(slug).replace("-", "_") if slug else "github")[:50]
+
+
+def record_github_deployment(conn: Connection, repository: str, dep: dict[str, Any], *,
+                             installation_id: int | None, delivery_guid: str | None) -> int:
+    """Store a GitHub deployment once (matching Slipway's own by its key); returns our id."""
+    key = slipway_payload(dep).get("key")
+    gh_id = int(dep["id"])
+    if key:
+        row_id = conn.execute(select(Deployment.id).where(Deployment.key == str(key))).scalar()
+        if row_id is not None:
+            conn.execute(update(Deployment).where(Deployment.id == row_id, Deployment.github_deployment_id.is_(None))
+                         .values(github_deployment_id=gh_id))
+            return row_id
+    row_id = conn.execute(select(Deployment.id).where(Deployment.github_deployment_id == gh_id)).scalar()
+    if row_id is not None:
+        return row_id
+    creator = dep.get("creator") if isinstance(dep.get("creator"), dict) else {}
+    values = {
+        "repository": repository, "environment": str(dep.get("environment") or "production")[:255],
+        "sha": dep.get("sha"), "ref": str(dep.get("ref") or "")[:255] or None, "task": str(dep.get("task") or "deploy")[:64],
+        "status": "pending", "source": _source(dep), "description": dep.get("description"),
+        "deployer": {"name": creator.get("login"), "id": creator.get("id")} if creator else None,
+        "github_deployment_id": gh_id, "key": str(key) if key else None,
+        "transient": bool(dep.get("transient_environment")), "production": bool(dep.get("production_environment")),
+        "installation_id": installation_id, "delivery_guid": delivery_guid,
+        "created_at": parse_time(dep.get("created_at")) or utcnow(), "updated_at": utcnow(),
+    }
+    new_id = insert_ignore(conn, Deployment, values, returning=Deployment.id)
+    if new_id is None:  # a concurrent worker stored it first
+        new_id = conn.execute(select(Deployment.id).where(Deployment.github_deployment_id == gh_id)).scalar()
+    ensure_environment(conn, repository, values["environment"], "preview" if values["transient"] else "static")
+    return int(new_id)
+
+
+def record_status(conn: Connection, deployment_id: int, *, state: str, created_at: datetime | None = None,
+                  github_status_id: int | None = None, description: str | None = None,
+                  environment_url: str | None = None, log_url: str | None = None, source: str = "github",
+                  delivery_guid: str | None = None, key: str | None = None) -> bool:
+    """Store one status (once per GitHub id or key) and refresh the derived states; True if it was new."""
+    lock_deployment(conn, deployment_id)
+    values = {"deployment_id": deployment_id, "state": state, "created_at": created_at or utcnow(),
+              "github_status_id": github_status_id, "description": description, "environment_url": environment_url,
+              "log_url": log_url, "source": source, "delivery_guid": delivery_guid, "key": key, "recorded_at": utcnow()}
+    new = insert_ignore(conn, DeploymentStatus, values)
+    if new:
+        refresh_deployment(conn, deployment_id)
+    return bool(new)
+
+
+def lock_deployment(conn: Connection, deployment_id: int) -> Any:
+    """Lock the deployment row for this transaction (PostgreSQL; SQLite serialises writers anyway)."""
+    return conn.execute(select(Deployment).where(Deployment.id == deployment_id).with_for_update()).one()
+
+
+def status_facts(conn: Connection, deployment_id: int) -> list[StatusFact]:
+    """Every recorded status of a deployment."""
+    rows = conn.execute(select(DeploymentStatus).where(DeploymentStatus.deployment_id == deployment_id))
+    return [StatusFact(r.state, r.created_at, r.github_status_id, r.id, r.environment_url, r.log_url) for r in rows]
+
+
+def refresh_deployment(conn: Connection, deployment_id: int) -> None:
+    """Recompute the deployment's latest status and URLs, then its environment."""
+    dep = lock_deployment(conn, deployment_id)
+    view = deployment_view(status_facts(conn, deployment_id))
+    conn.execute(update(Deployment).where(Deployment.id == deployment_id).values(
+        status=view.status, status_at=view.status_at, deployed_at=view.deployed_at,
+        environment_url=view.environment_url or dep.environment_url, log_url=view.log_url or dep.log_url,
+        updated_at=utcnow()))
+    refresh_environment(conn, dep.repository or dep.service or "", dep.environment)
+
+
+def ensure_environment(conn: Connection, repository: str, name: str, kind: str = "static") -> None:
+    """Create the environment row if it is new (its kind is kept from the first writer that knew it)."""
+    insert_ignore(conn, Environment, {"repository": repository, "name": name, "kind": kind, "state": "active",
+                                      "updated_at": utcnow()})
+
+
+def refresh_environment(conn: Connection, repository: str, name: str) -> None:
+    """Recompute what runs in the environment from all its deployments."""
+    ensure_environment(conn, repository, name)
+    conn.execute(select(Environment.id).where(Environment.repository == repository, Environment.name == name)
+                 .with_for_update())
+    target = (Deployment.repository == repository) if "/" in repository else (Deployment.service == repository)
+    rows = conn.execute(select(Deployment.id, Deployment.created_at, Deployment.status, Deployment.status_at,
+                               Deployment.sha, Deployment.version, Deployment.environment_url,
+                               Deployment.github_deployment_id)
+                        .where(target, Deployment.environment == name))
+    view = environment_view([DeploymentFact(*r) for r in rows])
+    conn.execute(update(Environment).where(Environment.repository == repository, Environment.name == name).values(
+        state=view.state, deployment_id=view.deployment_id, status=view.status, sha=view.sha, version=view.version,
+        url=view.url, since=view.since, updated_at=utcnow()))
