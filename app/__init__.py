@@ -10,7 +10,7 @@ from slipway.settings import API_BODY_LIMIT, Settings
 
 def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -> Flask:
     """Build the app around a runtime (created from settings when not given)."""
-    from app import errors, health, inbox_api, webhooks
+    from app import deploy_api, errors, health, inbox_api, limits, webhooks
 
     rt = rt or build(settings)
     app = Flask(__name__)
@@ -18,6 +18,7 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["slipway"] = rt
     errors.register(app)
-    for bp in (webhooks.bp, health.bp, inbox_api.bp):
+    limits.init_app(app, rt)
+    for bp in (webhooks.bp, health.bp, inbox_api.bp, deploy_api.bp):
         app.register_blueprint(bp)
     return app

@@ -106,7 +106,9 @@ def insert_ignore(conn: Any, model: Any, values: dict[str, Any], returning: Any 
     """Insert unless any unique key already holds the row; returns the `returning` column or None."""
     stmt = _dialect_insert(conn, model).values(**values).on_conflict_do_nothing()
     if returning is None:
-        return conn.execute(stmt).rowcount == 1
+        # rowcount is not reliable for INSERT .. ON CONFLICT through every driver; RETURNING is.
+        pk = list(model.__table__.primary_key.columns)[0]
+        return conn.execute(stmt.returning(pk)).first() is not None
     return conn.execute(stmt.returning(returning)).scalar()
 
 

@@ -56,3 +56,29 @@ def installation_repositories(action: str, repos: list[tuple[int, str]],
             "repositories_added": items if action == "added" else [],
             "repositories_removed": items if action == "removed" else [],
             "repository_selection": "selected", "sender": {"login": "octocat", "id": 1, "type": "User"}}
+
+
+def deployment_obj(dep_id: int, *, environment: str = "staging", sha: str = "b" * 40, ref: str = "main",
+                   payload: Any = None, created_at: str = "2026-01-01T10:00:00Z", transient: bool = False,
+                   app_slug: str | None = None) -> dict[str, Any]:
+    """A deployment object as deployment and deployment_status events carry it."""
+    return {"id": dep_id, "sha": sha, "ref": ref, "task": "deploy", "payload": payload if payload is not None else {},
+            "environment": environment, "original_environment": environment, "description": None,
+            "creator": {"login": "octocat", "id": 1, "type": "User"}, "created_at": created_at,
+            "updated_at": created_at, "transient_environment": transient,
+            "production_environment": environment == "production",
+            "performed_via_github_app": {"slug": app_slug, "id": 9} if app_slug else None}
+
+
+def deployment_event(dep: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    """A deployment.created event."""
+    return event("created", deployment=dep, **kw)
+
+
+def deployment_status_event(dep: dict[str, Any], status_id: int, state: str, created_at: str, *,
+                            environment_url: str = "", log_url: str = "") -> dict[str, Any]:
+    """A deployment_status.created event."""
+    status = {"id": status_id, "state": state, "description": f"{state}!", "environment": dep["environment"],
+              "environment_url": environment_url, "log_url": log_url, "target_url": log_url,
+              "created_at": created_at, "updated_at": created_at, "creator": {"login": "ci-bot", "id": 2}}
+    return event("created", deployment=dep, deployment_status=status)

@@ -7,15 +7,31 @@ api.github.com. Answers carry every field githubkit 0.16.1 (schemas 2026-03-10) 
     fake = FakeGitHub(app_id=12345, private_key_pem=generate_private_key_pem())
     fake.add_installation(1); fake.add_repo("octo-org/hello", 1)
     with fake:
-        GitHub(AppInstallationAuthStrategy(12345, pem, 1), base_url=fake.url + "/", ...)
+        gh = GitHub(AppInstallationAuthStrategy(12345, pem, 1), base_url=fake.url + "/", ...)
 
-State set-up methods and fault injection are thread-safe; the state attributes (`deployments`,
-`deployment_statuses`, `commit_statuses`, ...) hold the very dicts the API answers with.
+Set-up: add_installation, suspend_installation/unsuspend_installation, add_repo, set_branch,
+set_file/delete_file, add_check_run, add_commit_status, add_workflow_run/set_workflow_run,
+add_hook_delivery, add_manifest_code, expire_tokens; knobs token_ttl, latency, rate_limit,
+redelivery_status_code,
+merge_needed, merge_conflict, admin_denied (sets of full names).
+Faults: fail(method, path_regex, status, times, headers, body, delay, drop),
+fail_secondary_rate_limit, fail_primary_rate_limit, clear_faults.
+Records: calls / calls_to / reset_calls, token_mints, deployments, deployment_statuses,
+commit_statuses (with a private "_sha" key), environments, check_runs, workflow_runs,
+hook_deliveries, dispatches, gate_reviews, redeliveries, deleted_environments, errors (bugs of
+the fake itself; should stay empty).
+
+Deliberate GitHub behaviours worth knowing: GET answers carry ETags and githubkit revalidates
+(304s appear in `calls`); repositories a token cannot see answer 404, not 401; check runs count
+as contexts for a deployment's required_contexts; auto-merge (202) applies only to branch refs
+other than the default branch. State set-up methods and faults are thread-safe; the state
+attributes hold the very dicts the API answers with.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import itertools
 import json
@@ -86,6 +102,12 @@ def new_private_key_pem() -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _public_key(pem: bytes) -> Any:
+    """Return the public half of a PEM private key (parsing costs ~40 ms, so remember it)."""
+    return serialization.load_pem_private_key(pem, None).public_key()
 
 
 def _now() -> datetime:
@@ -331,7 +353,7 @@ class FakeGitHub:
         self.app_id = app_id
         pem = private_key_pem if private_key_pem is not None else generate_private_key_pem()
         self.private_key_pem = pem.encode() if isinstance(pem, str) else pem
-        self._public_key = serialization.load_pem_private_key(self.private_key_pem, None).public_key()
+        self._public_key = _public_key(self.private_key_pem)
         self.app_slug, self.app_name, self.app_owner = app_slug, app_name, owner
         self.client_id = "Iv23li" + hashlib.sha1(str(app_id).encode()).hexdigest()[:14]
         self.webhook_secret: str | None = None  # set by a manifest conversion
@@ -339,6 +361,7 @@ class FakeGitHub:
         self.created_at = _now()
 
         self.token_ttl = 3600
+        self.redelivery_status_code = 200  # what the receiver answers to a redelivery
         self.latency = 0.0
         self.rate_limit = 5000
         self.token_mints: Counter[int] = Counter()
@@ -1028,7 +1051,7 @@ class FakeGitHub:
             "full_name": repo.full_name, "owner": owner, "private": repo.private,
             "description": None, "fork": False, **self._repo_urls(repo), "mirror_url": None, "homepage": None,
             "language": "Python", "forks_count": 0, "stargazers_count": 0, "watchers_count": 0, "size": 108,
-            "default_branch": repo.default_branch, "master_branch": repo.default_branch,
+            "default_branch": repo.default_branch,
             "open_issues_count": 0, "is_template": False, "topics": [],
             "has_issues": True, "has_projects": True, "has_wiki": True, "has_pages": False,
             "has_downloads": True, "has_discussions": False, "archived": False, "disabled": False,
@@ -1212,7 +1235,8 @@ class FakeGitHub:
         """POST /app/hook/deliveries/{id}/attempts: 202 and a new delivery with the same guid."""
         delivery = self._delivery(request)
         self.redeliveries.append(delivery["id"])
-        self._store_delivery(delivery["guid"], delivery["event"], delivery["action"], 200, True, None,
+        self._store_delivery(delivery["guid"], delivery["event"], delivery["action"],
+                             self.redelivery_status_code, True, None,
                              delivery["installation_id"], delivery["repository_id"], delivery["_payload"])
         return Answer(202, {})
 

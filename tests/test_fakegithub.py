@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -129,13 +130,14 @@ def test_jwt_signed_by_another_key_is_rejected(fake: FakeGitHub) -> None:
 
 
 @pytest.mark.parametrize(("claims", "message"), [
-    ({"iss": "999"}, "A JSON web token could not be decoded"),
-    ({"exp": int(time.time()) + 1200}, "'Expiration time' claim ('exp') is too far in the future"),
-    ({"iat": int(time.time()) - 700, "exp": int(time.time()) - 100}, "'Expiration time' claim ('exp') must be"),
+    (lambda now: {"iss": "999"}, "A JSON web token could not be decoded"),
+    (lambda now: {"exp": now + 1200}, "'Expiration time' claim ('exp') is too far in the future"),
+    (lambda now: {"iat": now - 700, "exp": now - 100}, "'Expiration time' claim ('exp') must be"),
 ])
-def test_bad_jwt_claims_are_rejected(fake: FakeGitHub, pem: bytes, claims: dict, message: str) -> None:
+def test_bad_jwt_claims_are_rejected(fake: FakeGitHub, pem: bytes, claims, message: str) -> None:
     """Wrong issuer, a too-long lifetime and an expired JWT each answer 401."""
-    answer = httpx.get(f"{fake.url}/app", headers={"Authorization": f"Bearer {signed_jwt(pem, **claims)}"})
+    token = signed_jwt(pem, **claims(int(time.time())))
+    answer = httpx.get(f"{fake.url}/app", headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 401
     assert answer.json()["message"].startswith(message)
 
@@ -555,6 +557,15 @@ def test_drop_creates_then_closes_the_connection(fake: FakeGitHub, gh: GitHub) -
 
 
 # ---- protocol details -----------------------------------------------------------------------
+
+def test_concurrent_requests_are_served_consistently(fake: FakeGitHub, gh: GitHub) -> None:
+    """Parallel creations each get their own id; the state and the call log agree."""
+    gh.rest.repos.get(OWNER, REPO)  # mint once, up front
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(lambda n: deploy(gh, environment=f"env-{n % 3}")["id"], range(24)))
+    assert len(set(ids)) == 24 == len(fake.deployments[FULL])
+    assert [c.status for c in fake.calls_to("POST", r"/deployments$")] == [201] * 24
+
 
 def test_unknown_routes_answer_github_404_with_standard_headers(fake: FakeGitHub) -> None:
     """Any unknown path is GitHub's JSON 404 with rate-limit and request-id headers."""

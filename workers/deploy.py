@@ -74,8 +74,13 @@ def ensure_deployment(engine: Engine, repo: Repo, p: Planned) -> tuple[int, int]
 
 def post_status(engine: Engine, repo: Repo, deployment_id: int, github_deployment_id: int, state: str, *,
                 description: str = "", environment_url: str | None = None, log_url: str | None = None,
-                auto_inactive: bool | None = None, delivery_guid: str | None = None) -> bool:
-    """Post `state` on the deployment unless Slipway already did; True if posted now."""
+                auto_inactive: bool | None = None, delivery_guid: str | None = None,
+                mirror_of: int | None = None) -> bool:
+    """Post `state` on the deployment unless Slipway already did; True if posted now.
+
+    `mirror_of` names a status already in the record (reported by a CI through the deploy webhook): the
+    GitHub status is then linked to it instead of being recorded a second time.
+    """
     dep_key = _key_of(engine, deployment_id)
     key = f"{dep_key}/{state}"
     with engine.connect() as conn:
@@ -86,6 +91,9 @@ def post_status(engine: Engine, repo: Repo, deployment_id: int, github_deploymen
     posted = existing or repo.create_deployment_status(
         github_deployment_id, state=state, description=description, environment_url=environment_url,
         log_url=log_url, auto_inactive=auto_inactive)
+    if mirror_of is not None:
+        _link_status(engine, deployment_id, mirror_of, int(posted["id"]), key)
+        return existing is None
     with engine.begin() as conn:
         record_status(conn, deployment_id, state=state, created_at=parse_time(posted.get("created_at")),
                       github_status_id=posted.get("id"), description=description[:140] or None,
@@ -95,6 +103,21 @@ def post_status(engine: Engine, repo: Repo, deployment_id: int, github_deploymen
         conn.execute(update(DeploymentStatus).where(DeploymentStatus.github_status_id == posted.get("id"),
                                                     DeploymentStatus.key.is_(None)).values(key=key))
     return existing is None
+
+
+def _link_status(engine: Engine, deployment_id: int, status_id: int, github_status_id: int, key: str) -> None:
+    """Give a recorded status its GitHub twin's id; an echo recorded first is the same status, so it goes."""
+    from sqlalchemy import delete
+
+    from workers.record import lock_deployment, refresh_deployment
+
+    with engine.begin() as conn:
+        lock_deployment(conn, deployment_id)
+        conn.execute(delete(DeploymentStatus).where(DeploymentStatus.github_status_id == github_status_id,
+                                                    DeploymentStatus.id != status_id))
+        conn.execute(update(DeploymentStatus).where(DeploymentStatus.id == status_id)
+                     .values(github_status_id=github_status_id, key=key))
+        refresh_deployment(conn, deployment_id)
 
 
 def _key_of(engine: Engine, deployment_id: int) -> str:

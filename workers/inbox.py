@@ -133,3 +133,30 @@ def requeue(engine: Engine, guid: str) -> bool:
             .values(state="queued", queued_at=utcnow(), next_attempt_at=None, finished_at=None, attempts=0))
     with engine.begin() as conn:
         return conn.execute(stmt).rowcount == 1
+
+
+def submit_internal(engine: Engine, transport: object, event: str, payload: dict) -> str:
+    """Store and queue a job of Slipway's own (e.g. mirroring a CI deploy into GitHub) as a delivery.
+
+    Internal events are named `slipway.<what>`; the dot keeps them out of reach of the GitHub endpoint,
+    whose event names are [a-z_]. They get the same durability, retries, sweeper and inbox view.
+    """
+    import hashlib
+    import json
+    import uuid
+
+    from models.db import insert_ignore
+
+    guid = f"slipway-{uuid.uuid4()}"
+    body = json.dumps(payload, separators=(",", ":"), default=str).encode()
+    now = utcnow()
+    with engine.begin() as conn:
+        insert_ignore(conn, Delivery, {
+            "guid": guid, "event": event, "action": payload.get("action"), "repository": payload.get("repository"),
+            "installation_id": payload.get("installation_id"), "state": "queued", "received_at": now,
+            "queued_at": now, "body_sha256": hashlib.sha256(guid.encode() + body).hexdigest(), "body": body})
+    try:
+        transport.enqueue([guid])  # type: ignore[attr-defined]
+    except Exception:
+        mark_unqueued(engine, [guid])  # the sweeper queues it
+    return guid

@@ -61,7 +61,9 @@ def test_spec_example_parses_with_every_value():
     assert cfg.provisioner.workflow == "deploy.yml"
 
 
-@pytest.mark.parametrize("text", ["", "\n", "# only a comment\n", "---\n"], ids=["empty", "newline", "comment", "document-marker"])
+@pytest.mark.parametrize(
+    "text", ["", "\n", "# only a comment\n", "---\n"], ids=["empty", "newline", "comment", "document-marker"]
+)
 def test_empty_file_is_the_defaults_with_nothing_set(text):
     """An empty file means the defaults, and sets no key (so merging keeps lower layers)."""
     cfg = parse_config(text)

@@ -170,9 +170,10 @@ def _latest_outcomes(checks, name):
     """Outcomes of the latest check per kind among those named `name` (the gate's re-run rule)."""
     outcomes = []
     for kind in ("check_run", "workflow_run", "status"):
-        same = [(c.id if c.id is not None else -1, c.attempt, i, c) for i, c in enumerate(checks) if c.kind == kind and c.name.lower() == name]
+        same = [(i, c) for i, c in enumerate(checks) if c.kind == kind and c.name.lower() == name]
         if same:
-            outcomes.append(max(same, key=lambda item: item[:3])[3].outcome)
+            _i, latest = max(same, key=lambda item: (item[1].id if item[1].id is not None else -1, item[1].attempt, item[0]))
+            outcomes.append(latest.outcome)
     return outcomes
 
 

@@ -41,6 +41,7 @@ PREVIEW_CASES = [
     pytest.param(FORK, DEFAULT, "opened", None, "skip", "fork (mallory/shop)", id="fork-skipped"),
     pytest.param(DELETED_FORK, DEFAULT, "synchronize", None, "skip", "fork (deleted)", id="deleted-fork-skipped"),
     pytest.param(FORK, WITH_FORKS, "opened", None, "deploy", "opened", id="fork-allowed"),
+    pytest.param(replace(PR, head_repo="Octo/Shop"), DEFAULT, "opened", None, "deploy", "opened", id="same-repo-other-case"),
     pytest.param(DRAFT, DEFAULT, "opened", None, "skip", "draft pull request", id="draft-skipped"),
     pytest.param(DRAFT, WITH_DRAFTS, "opened", None, "deploy", "opened", id="draft-allowed"),
     pytest.param(DRAFT, DEFAULT, "converted_to_draft", None, "teardown", "draft", id="converted-to-draft-tears-down"),

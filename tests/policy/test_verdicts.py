@@ -111,10 +111,14 @@ ROLLBACK_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("state", "env", "history", "failed_id", "failed_sha", "was_rollback", "target"), ROLLBACK_CASES)
+@pytest.mark.parametrize(
+    ("state", "env", "history", "failed_id", "failed_sha", "was_rollback", "target"), ROLLBACK_CASES
+)
 def test_decide_rollback(state, env, history, failed_id, failed_sha, was_rollback, target):
     """rollback_on_failure redeploys the newest earlier successful commit that is not the failed one."""
-    got = decide_rollback(state, env, history, failed_id=failed_id, failed_sha=failed_sha, failed_was_rollback=was_rollback)
+    got = decide_rollback(
+        state, env, history, failed_id=failed_id, failed_sha=failed_sha, failed_was_rollback=was_rollback
+    )
     assert got == target
 
 

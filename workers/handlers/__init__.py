@@ -1,3 +1,3 @@
 """Handlers, one module per event family; importing this package registers them all."""
 
-from workers.handlers import deployments, installations, ping  # noqa: F401
+from workers.handlers import deployments, installations, mirror, ping  # noqa: F401

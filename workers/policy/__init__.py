@@ -5,10 +5,12 @@ Handlers gather the facts (payloads, API answers, database rows, the current tim
 functions, and apply and record the results.
 
 Modules:
-- config: the `.github/slipway.yml` model, parser, built-in defaults, merge and templates.
+- config: the `.github/slipway.yml` model, parser, built-in defaults and merge.
+- templates: environment names and URLs from templates ("pr-{number}").
 - gate: the CI gate over check runs, workflow runs and commit statuses.
 - freeze: freeze windows ("Fri 16:00 - Mon 08:00 Europe/Berlin").
 - decisions: previews, deploy candidates per event, verdicts, rollback, protection rules.
+- errors, text, yamlfile: ConfigError, glob matching, YAML reading with line numbers.
 """
 
 from workers.policy.config import (

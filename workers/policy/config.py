@@ -7,14 +7,12 @@ server-wide defaults file (`SLIPWAY_CONFIG`, same format) and the repository's o
 
 from __future__ import annotations
 
-import hashlib
+import difflib
 import re
-import string
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -28,17 +26,18 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from workers.policy.errors import ConfigError
 from workers.policy.freeze import EXAMPLE as FREEZE_EXAMPLE
 from workers.policy.freeze import FreezeWindow, parse_freeze_window
+from workers.policy.templates import ENVIRONMENT_NAME_MAX, PLACEHOLDERS, check_template
+from workers.policy.templates import render_template as render_template  # re-exported: config API
+from workers.policy.templates import render_url as render_url  # re-exported: config API
 from workers.policy.text import branch_name, shorten
+from workers.policy.yamlfile import KeyPath, dotted, key_lines, line_of, load_yaml
 
 CONFIG_PATH = ".github/slipway.yml"
 MAX_CONFIG_BYTES = 256 * 1024
-ENVIRONMENT_NAME_MAX = 255
-PLACEHOLDERS = ("number", "branch", "sha", "short_sha", "repo")
 Trigger = Literal["push", "release", "workflow_run", "tag"]
 ProvisionerKind = Literal["deployment", "workflow_dispatch", "http"]
 
@@ -90,19 +89,7 @@ def _freeze_window(value: object) -> FreezeWindow:
 
 def _template_checker(allowed: tuple[str, ...], where: str) -> AfterValidator:
     """Build a validator that accepts only bare placeholders from `allowed`."""
-
-    def check(template: str) -> str:
-        for field, spec, conversion in _placeholders(template):
-            if field not in allowed:
-                known = ", ".join("{" + name + "}" for name in allowed)
-                if field in PLACEHOLDERS:
-                    raise ValueError(f"{{{field}}} is not available {where} (use {known})")
-                raise ValueError(f"unknown placeholder {{{field}}} (use {known})")
-            if spec or conversion:
-                raise ValueError(f"placeholder {{{field}}} takes no format or conversion")
-        return template
-
-    return AfterValidator(check)
+    return AfterValidator(lambda template: check_template(template, allowed, where))
 
 
 def _http_url(value: str) -> str:
@@ -113,7 +100,9 @@ def _http_url(value: str) -> str:
 
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-EnvironmentName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+EnvironmentName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=ENVIRONMENT_NAME_MAX)
+]
 Duration = Annotated[timedelta, PlainValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
 FreezeEntry = Annotated[
     FreezeWindow, PlainValidator(_freeze_window), PlainSerializer(lambda w: w.text, return_type=str)
@@ -222,19 +211,6 @@ BUILTIN_DEFAULTS = RepoConfig()
 # ---- parsing -----------------------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans, so that the key `on:` stays the string "on"."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
 def parse_config(text: str) -> RepoConfig:
     """Parse the file's text; raise ConfigError with the line and the reason.
 
@@ -242,56 +218,14 @@ def parse_config(text: str) -> RepoConfig:
     """
     if len(text.encode()) > MAX_CONFIG_BYTES:
         raise ConfigError(None, f"the file is larger than {MAX_CONFIG_BYTES // 1024} KiB")
-    node, data = _load(text)
+    node, data = load_yaml(text)
     if node is None or data is None:  # no document, only comments, or a bare `---`
         return RepoConfig()
-    lines = _key_lines(node)
+    lines = key_lines(node)
     try:
         return RepoConfig.model_validate(data)
     except ValidationError as exc:
         raise _first_error(exc, lines) from None
-
-
-def _load(text: str) -> tuple[Node | None, Any]:
-    """Compose and construct one YAML document, keeping the node tree for line numbers."""
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        return node, (loader.construct_document(node) if node is not None else None)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        detail = ", ".join(part for part in (exc.context, exc.problem) if part)
-        raise ConfigError(mark.line + 1 if mark else None, f"invalid YAML: {detail}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(None, f"invalid YAML: {exc}") from None
-    except RecursionError:
-        raise ConfigError(None, "invalid YAML: nested too deeply") from None
-    finally:
-        loader.dispose()
-
-
-def _key_lines(root: Node) -> dict[tuple[str | int, ...], int]:
-    """Map each key path (as pydantic reports it) to its 1-based line; reject duplicate keys."""
-    lines: dict[tuple[str | int, ...], int] = {(): root.start_mark.line + 1}
-    stack: list[tuple[tuple[str | int, ...], Node]] = [((), root)]
-    seen: set[int] = set()
-    while stack:
-        path, node = stack.pop()
-        if id(node) in seen:  # an alias: walk each node once (also defuses "billion laughs")
-            continue
-        seen.add(id(node))
-        if isinstance(node, MappingNode):
-            children = [(key.value, key, value) for key, value in node.value if isinstance(key, ScalarNode)]
-        elif isinstance(node, SequenceNode):
-            children = [(index, item, item) for index, item in enumerate(node.value)]
-        else:
-            continue
-        for name, where, child in children:
-            if path + (name,) in lines and isinstance(node, MappingNode):
-                raise ConfigError(where.start_mark.line + 1, f"{_dotted(path + (name,))}: duplicate key")
-            lines[path + (name,)] = where.start_mark.line + 1
-            stack.append((path + (name,), child))
-    return lines
 
 
 _TYPE_REASONS = {
@@ -309,19 +243,11 @@ _TYPE_REASONS = {
 }
 
 
-def _first_error(exc: ValidationError, lines: dict[tuple[str | int, ...], int]) -> ConfigError:
+def _first_error(exc: ValidationError, lines: dict[KeyPath, int]) -> ConfigError:
     """Turn the first (topmost) validation error into a ConfigError."""
-    found = [(_line_of(err["loc"], lines), _reason(err)) for err in exc.errors()]
+    found = [(line_of(tuple(err["loc"]), lines), _reason(err)) for err in exc.errors()]
     line, reason = min(found, key=lambda item: item[0])
     return ConfigError(line, reason)
-
-
-def _line_of(loc: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) -> int:
-    """Return the line of the longest part of `loc` that is in the file."""
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return 1
 
 
 def _reason(err: Any) -> str:
@@ -337,20 +263,18 @@ def _reason(err: Any) -> str:
         return "the file must be a mapping with the keys " + ", ".join(RepoConfig.model_fields)
     else:
         reason = _TYPE_REASONS.get(kind, err["msg"])
-    return f"{_dotted(loc)}: {reason}" if loc else reason
+    return f"{dotted(loc)}: {reason}" if loc else reason
 
 
-def _suggestion(loc: tuple[str | int, ...]) -> str:
+def _suggestion(loc: KeyPath) -> str:
     """Suggest the known key closest to an unknown one."""
-    import difflib  # only needed on this error path
-
     model = _model_at(loc[:-1])
     known = list(model.model_fields) if model else []
     close = difflib.get_close_matches(str(loc[-1]), known, n=1)
     return f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(known)})" if known else ""
 
 
-def _model_at(path: tuple[str | int, ...]) -> type[BaseModel] | None:
+def _model_at(path: KeyPath) -> type[BaseModel] | None:
     """Return the section model that holds the keys found at `path`."""
     node: Any = RepoConfig
     for part in path:
@@ -362,17 +286,6 @@ def _model_at(path: tuple[str | int, ...]) -> type[BaseModel] | None:
         while get_origin(node) is not None and type(None) in get_args(node):  # X | None
             node = next(arg for arg in get_args(node) if arg is not type(None))
     return node if isinstance(node, type) and issubclass(node, BaseModel) else None
-
-
-def _dotted(loc: Iterable[str | int]) -> str:
-    """Write a key path as `environments.staging.on` or `branches[0].pattern`."""
-    text = ""
-    for part in loc:
-        if part == "[key]":
-            continue
-        key = str(part) if part != "" else "''"
-        text += f"[{part}]" if isinstance(part, int) else (f".{key}" if text else key)
-    return text
 
 
 # ---- merging -----------------------------------------------------------------------------------
@@ -419,86 +332,3 @@ def config_status(error: ConfigError | None) -> tuple[str, str]:
     if error is None:
         return "success", f"{CONFIG_PATH} is valid"
     return "failure", shorten(f"{CONFIG_PATH} {error}", 140)
-
-
-# ---- templates ---------------------------------------------------------------------------------
-
-
-def render_template(
-    template: str,
-    *,
-    number: int | None = None,
-    branch: str | None = None,
-    sha: str | None = None,
-    repo: str | None = None,
-) -> str:
-    """Render an environment name; values are made safe ("feature/x" -> "feature-x").
-
-    `{repo}` is the repository's name without the owner. Names longer than 255 characters are
-    cut and given a hash suffix so that two long branch names still get distinct environments.
-    """
-    values = _values(number=number, branch=branch, sha=sha, repo=repo)
-    safe = {key: _name_safe(value) if value is not None else None for key, value in values.items()}
-    name = _render(template, safe).strip()
-    if len(name) <= ENVIRONMENT_NAME_MAX:
-        return name
-    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-    return f"{name[: ENVIRONMENT_NAME_MAX - 9]}-{digest}"
-
-
-def render_url(
-    template: str,
-    *,
-    number: int | None = None,
-    branch: str | None = None,
-    sha: str | None = None,
-    repo: str | None = None,
-) -> str:
-    """Render an `environment_url`; values become lower-case DNS labels ("Feature/X" -> "feature-x")."""
-    values = _values(number=number, branch=branch, sha=sha, repo=repo)
-    return _render(template, {key: _dns_safe(value) if value is not None else None for key, value in values.items()})
-
-
-def _values(*, number: int | None, branch: str | None, sha: str | None, repo: str | None) -> dict[str, str | None]:
-    """Return the raw placeholder values."""
-    return {
-        "number": str(number) if number is not None else None,
-        "branch": branch_name(branch) if branch is not None else None,
-        "sha": sha,
-        "short_sha": sha[:7] if sha else None,
-        "repo": repo.rsplit("/", 1)[-1] if repo else None,
-    }
-
-
-def _render(template: str, values: dict[str, str | None]) -> str:
-    """Fill the placeholders; a placeholder without a value is a programming error."""
-    parts = []
-    for literal, field, _spec, _conversion in string.Formatter().parse(template):
-        parts.append(literal)
-        if field is None:
-            continue
-        if field not in values:
-            raise ValueError(f"unknown placeholder {{{field}}} in {template!r}")
-        if values[field] is None:
-            raise ValueError(f"template {template!r} needs a value for {{{field}}}")
-        parts.append(values[field] or "")
-    return "".join(parts)
-
-
-def _placeholders(template: str) -> list[tuple[str, str, str | None]]:
-    """List (field, format spec, conversion) of a template; malformed braces are a ValueError."""
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise ValueError(f"bad template: {exc} (write a literal brace as {{{{ or }}}})") from None
-    return [(field, spec or "", conversion) for _literal, field, spec, conversion in parsed if field is not None]
-
-
-def _name_safe(value: str) -> str:
-    """Keep letters, digits, `.`, `_` and `-`; everything else becomes one `-`."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", value).strip("-")
-
-
-def _dns_safe(value: str) -> str:
-    """Make a value usable as a DNS label (lower case, letters, digits and `-`, at most 63)."""
-    return re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")[:63].rstrip("-")

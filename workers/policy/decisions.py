@@ -11,18 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from workers.policy.config import (
-    EnvironmentConfig,
-    PreviewConfig,
-    RepoConfig,
-    parse_duration,
-    render_template,
-    render_url,
-)
+from workers.policy.config import EnvironmentConfig, PreviewConfig, RepoConfig, parse_duration
 from workers.policy.freeze import FreezeWindow
 from workers.policy.gate import STATUS_DESCRIPTION_MAX, GateResult, commit_status_for
+from workers.policy.templates import render_template, render_url
 from workers.policy.text import branch_name, glob_match, shorten
 
 Trigger = Literal["push", "release", "tag", "workflow_run", "branch", "preview"]
@@ -132,9 +126,11 @@ class DeploymentRecord:
 # ---- previews ---------------------------------------------------------------------------------
 
 
-def decide_preview(pr: PullRequestFacts, cfg: PreviewConfig, action: str, *, label: str | None = None) -> PreviewDecision:
+def decide_preview(
+    pr: PullRequestFacts, cfg: PreviewConfig, action: str, *, label: str | None = None
+) -> PreviewDecision:
     """Decide deploy, teardown or skip for a pull_request event; `label` is the event's label."""
-    environment = render_template(cfg.environment, number=pr.number, branch=pr.head_ref, sha=pr.head_sha, repo=pr.base_repo)
+    environment = render_template(cfg.environment, **_template_facts(pr))
     if action == "closed":
         return PreviewDecision("teardown", environment, ["pull request merged" if pr.merged else "pull request closed"])
     if action not in PREVIEW_DEPLOY_ACTIONS | PREVIEW_TEARDOWN_ACTIONS:
@@ -171,10 +167,14 @@ def _is_preview_label(label: str, cfg: PreviewConfig) -> bool:
     return label.casefold() in {name.casefold() for name in cfg.labels}
 
 
+def _template_facts(pr: PullRequestFacts) -> dict[str, Any]:
+    """Return the template placeholders' values for a pull request."""
+    return {"number": pr.number, "branch": pr.head_ref, "sha": pr.head_sha, "repo": pr.base_repo}
+
+
 def _deploy_preview(pr: PullRequestFacts, cfg: PreviewConfig, action: str, environment: str) -> PreviewDecision:
     """Build the deploy decision with its candidate."""
-    facts = {"number": pr.number, "branch": pr.head_ref, "sha": pr.head_sha, "repo": pr.base_repo}
-    url = render_url(cfg.url, **facts) if cfg.url else None
+    url = render_url(cfg.url, **_template_facts(pr)) if cfg.url else None
     reason = f"pull request #{pr.number} {action}"
     candidate = Candidate(environment, reason, "preview", cfg.required_checks, transient=True, url=url)
     return PreviewDecision("deploy", environment, [reason], url=url, candidate=candidate)
@@ -225,7 +225,9 @@ def candidate_for_release(action: str, release: ReleaseFacts, cfg: RepoConfig) -
     return [
         _from_environment(name, env, "release", f"{kind} {release.tag_name} {action}")
         for name, env in cfg.environments.items()
-        if env.on == "release" and (env.prereleases or kind == "release") and glob_match(env.tags or "*", release.tag_name)
+        if env.on == "release"
+        and (env.prereleases or kind == "release")
+        and glob_match(env.tags or "*", release.tag_name)
     ]
 
 
@@ -239,14 +241,16 @@ def candidate_for_tag(ref: str, cfg: RepoConfig) -> list[Candidate]:
     ]
 
 
-def candidate_for_workflow_run(action: str, run: WorkflowRunFacts, default_branch: str, cfg: RepoConfig) -> list[Candidate]:
+def candidate_for_workflow_run(
+    action: str, run: WorkflowRunFacts, default_branch: str, cfg: RepoConfig
+) -> list[Candidate]:
     """Return the environments that a successfully completed workflow run deploys to.
 
     Runs for pull requests and runs from forks deploy nothing: a fork's `main` is not ours.
     """
     if action != "completed" or (run.conclusion or "").lower() != "success":
         return []
-    if not run.head_branch:
+    if run.from_fork or run.event in _PULL_REQUEST_EVENTS or not run.head_branch:
         return []
     return [
         _from_environment(name, env, "workflow_run", f"workflow {run.name} succeeded on {run.head_branch}")
@@ -353,7 +357,8 @@ def decide_protection_rule(gate: GateResult | None, *, error: str | None = None)
     GitHub must always get an answer: an internal error (or no gate result) rejects with the reason.
     """
     if error is not None or gate is None:
-        return "rejected", shorten(f"Slipway could not evaluate the gate: {error or 'no gate result'}", PROTECTION_COMMENT_MAX)
+        comment = f"Slipway could not evaluate the gate: {error or 'no gate result'}"
+        return "rejected", shorten(comment, PROTECTION_COMMENT_MAX)
     if gate.verdict == "deploy":
         return "approved", shorten(f"Slipway: {'; '.join(gate.reasons)}", PROTECTION_COMMENT_MAX)
     comment = "; ".join(gate.reasons)

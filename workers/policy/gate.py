@@ -100,7 +100,9 @@ def evaluate_gate(
     return _result(wanted, latest, _unique_checks(failed), _unique(pending), nothing_yet)
 
 
-def _result(wanted: list[str], latest: list[Check], failed: list[Check], pending: list[str], nothing_yet: bool) -> GateResult:
+def _result(
+    wanted: list[str], latest: list[Check], failed: list[Check], pending: list[str], nothing_yet: bool
+) -> GateResult:
     """Assemble the verdict and its reasons from what evaluate_gate found."""
     reasons = [f"required check {c.name}: {(c.conclusion or '').lower()}" for c in failed]
     if pending:

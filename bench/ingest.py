@@ -1,0 +1,1294 @@
+"""Ingest benchmark: Slipway in production mode beside a bare signature-checking Flask receiver.
+
+    .venv/bin/python bench/ingest.py            (also: make bench-ingest)
+
+What it does, all on 127.0.0.1 and bounded in time (about 2 minutes with the defaults):
+1. Creates a PostgreSQL database `slipway_bench_<random>` (admin connection: SLIPWAY_BENCH_PG_ADMIN, default
+   postgresql+psycopg://postgres@127.0.0.1:5432/test), runs `slipway db upgrade` on it, picks an empty Redis
+   database index on 127.0.0.1:6379 (flushed before and after).
+2. Starts `slipway serve` (gunicorn, WEB_CONCURRENCY sync workers) and `bench/bare_receiver.py` under gunicorn
+   with the same worker count and class, each on a free port, and checks both: signed -> 202, bad
+   signature -> 401 (Slipway also: same GUID again -> 200 duplicate, same body under a new GUID -> 200 replay).
+3. (a) Maximum throughput: wrk (if installed; else a Python closed-loop generator) with N connections,
+   a warm-up then the measured run, against the bare receiver and then Slipway. Every request has its own
+   GUID and its own body (a sequence number at the end of a ~25 KB pull_request.opened payload), signed.
+   (b) Latency at the target load: half of the bare receiver's measured rate, paced open-loop by a Python
+   generator (latency counted from each request's scheduled send time), against both receivers.
+4. After each Slipway run, counts the rows of the `delivery` table: every 202 must be a stored row.
+5. Writes the section "Ingest" of docs/benchmarks.md (other sections are kept; so is the notes block
+   between `<!-- ingest-notes -->` and `<!-- /ingest-notes -->`), unless --no-write.
+6. Stops every server it started by PID (also on error and Ctrl-C), drops the database, flushes Redis.
+
+With --profile (or by default when the target is missed and py-spy is installed) it samples Slipway's
+workers with py-spy during an extra short run and reports where their CPU time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import datetime as dt
+import errno
+import http.client
+import importlib.metadata as md
+import json
+import os
+import platform
+import re
+import resource
+import secrets
+import selectors
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from payload import Signer  # noqa: E402
+
+BIN = Path(sys.executable).parent
+DOC = ROOT / "docs" / "benchmarks.md"
+RESULTS = HERE / "results"
+ENDPOINT = "/api/github/webhooks"
+WARMUP_S = 2
+PACED_WARMUP_S = 1
+POOL_RATE = 8000          # signatures precomputed per second of a wrk run against Slipway (far above its rate)
+TARGET_RATIO = 0.5
+TARGET_P99_MS = 50.0
+PG_ADMIN = os.environ.get("SLIPWAY_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_BASE = os.environ.get("SLIPWAY_BENCH_REDIS", "redis://127.0.0.1:6379")
+NOTES_START, NOTES_END = "<!-- ingest-notes -->", "<!-- /ingest-notes -->"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(RuntimeError):
+    """A check failed or something could not be set up."""
+
+
+class TimeBudgetExceeded(BenchError):
+    """The whole run took longer than its budget."""
+
+
+def log(msg: str) -> None:
+    print(f"[ingest {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- process and CPU accounting
+
+
+def _proc_stat(pid: int) -> tuple[str, int, int, int] | None:
+    """(comm, ppid, pgid, utime+stime ticks) of a process, or None if it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    comm = raw[raw.index("(") + 1: raw.rindex(")")]
+    rest = raw[raw.rindex(")") + 2:].split()
+    return comm, int(rest[1]), int(rest[2]), int(rest[11]) + int(rest[12])
+
+
+def _all_pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def descendants(root: int) -> list[int]:
+    """root and every process below it."""
+    children: dict[int, list[int]] = collections.defaultdict(list)
+    for pid in _all_pids():
+        st = _proc_stat(pid)
+        if st:
+            children[st[1]].append(pid)
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def _ticks_by_comm(prefixes: tuple[str, ...]) -> dict[int, int]:
+    out = {}
+    for pid in _all_pids():
+        st = _proc_stat(pid)
+        if st and st[0].startswith(prefixes):
+            out[pid] = st[3]
+    return out
+
+
+def _machine_jiffies() -> tuple[int, int]:
+    """(total, idle+iowait) jiffies of the whole machine."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields[:8]), fields[3] + fields[4]
+
+
+class CpuMeter:
+    """CPU used during a run by the server's process tree, PostgreSQL, Redis and the load generator."""
+
+    def __init__(self, server_pid: int | None) -> None:
+        self.server_pids = descendants(server_pid) if server_pid else []
+
+    def _snap(self) -> dict[str, Any]:
+        return {
+            "t": time.monotonic(),
+            "server": {p: st[3] for p in self.server_pids if (st := _proc_stat(p))},
+            "pg": _ticks_by_comm(("postgres",)),
+            "redis": _ticks_by_comm(("redis-server",)),
+            "self": resource.getrusage(resource.RUSAGE_SELF),
+            "children": resource.getrusage(resource.RUSAGE_CHILDREN),
+            "machine": _machine_jiffies(),
+        }
+
+    def __enter__(self) -> CpuMeter:
+        self.start = self._snap()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.end = self._snap()
+
+    def percent(self) -> dict[str, float]:
+        """% of one core for each group over the run; 'busy' and 'other' in % of the whole machine."""
+        a, b = self.start, self.end
+        secs = b["t"] - a["t"]
+
+        def delta(group: str) -> float:
+            # pids that appeared during the run count in full, pids that vanished are lost (rare here)
+            ticks = sum(v - a[group].get(p, 0) for p, v in b[group].items())
+            return ticks / CLK_TCK / secs * 100
+
+        def rus(key: str) -> float:
+            return ((b[key].ru_utime + b[key].ru_stime) - (a[key].ru_utime + a[key].ru_stime)) / secs * 100
+
+        total = b["machine"][0] - a["machine"][0]
+        idle = b["machine"][1] - a["machine"][1]
+        ncpu = os.cpu_count() or 1
+        busy = (1 - idle / total) * 100 if total else 0.0
+        out = {"server": delta("server"), "pg": delta("pg"), "redis": delta("redis"),
+               "gen": rus("self") + rus("children"), "busy": busy}
+        ours = out["server"] + out["pg"] + out["redis"] + out["gen"]
+        out["other"] = max(0.0, busy - ours / ncpu)
+        return out
+
+
+def machine_busy(seconds: float = 1.0) -> float:
+    """% of the machine busy over a short sample (before the run: is anyone else using it?)."""
+    t0, i0 = _machine_jiffies()
+    time.sleep(seconds)
+    t1, i1 = _machine_jiffies()
+    return (1 - (i1 - i0) / max(1, t1 - t0)) * 100
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A server subprocess in its own session, stopped by its PID."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    port: int
+    log_path: Path
+    cwd: Path
+    proc: subprocess.Popen[bytes] | None = None
+    known_pids: set[int] = field(default_factory=set)
+
+    def start(self) -> None:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        log(f"started {self.name} (pid {self.proc.pid}) on 127.0.0.1:{self.port}: {shlex.join(self.argv)}")
+
+    def wait_ready(self, path: str, workers: int, timeout: float = 30.0) -> None:
+        """Until the port answers HTTP and all workers are up."""
+        assert self.proc
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"{self.name} exited with {self.proc.returncode}; log:\n{self.log_tail()}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", path)
+                status = conn.getresponse().status
+                conn.close()
+                pids = descendants(self.proc.pid)
+                self.known_pids.update(pids)
+                if status < 500 and len(pids) >= workers + 1:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise BenchError(f"{self.name} did not become ready in {timeout:.0f} s; log:\n{self.log_tail()}")
+
+    def worker_pids(self) -> list[int]:
+        assert self.proc
+        return [p for p in descendants(self.proc.pid) if p != self.proc.pid]
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """SIGTERM to the master (gunicorn stops its workers), then SIGKILL by PID for anything left."""
+        if not self.proc:
+            return
+        pid = self.proc.pid
+        self.known_pids.update(descendants(pid) if self.proc.poll() is None else [])
+        if self.proc.poll() is None:
+            os.kill(pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=25)
+            except subprocess.TimeoutExpired:
+                log(f"{self.name} (pid {pid}) ignored SIGTERM for 25 s; SIGKILL")
+                os.kill(pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        left = []
+        for p in sorted(self.known_pids - {pid}):
+            st = _proc_stat(p)
+            if st and st[2] == pid:  # still in the session/group we started
+                left.append(p)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGKILL)
+        log(f"stopped {self.name} (pid {pid}, exit {self.proc.returncode})"
+            + (f"; killed leftover pids {left}" if left else ""))
+        self.proc = None
+        self._log.close()
+
+
+# --------------------------------------------------------------------------- PostgreSQL and Redis
+
+
+def _libpq_url(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def _with_db(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def _require_loopback(url: str, what: str) -> None:
+    host = urlsplit(url).hostname or ""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise BenchError(f"{what} must be on this machine (127.0.0.1), not {host!r}")
+
+
+class Database:
+    """A throwaway PostgreSQL database for Slipway."""
+
+    def __init__(self, admin_url: str) -> None:
+        import psycopg
+
+        _require_loopback(admin_url, "PostgreSQL")
+        self.psycopg = psycopg
+        self.admin_url = admin_url
+        self.name = f"slipway_bench_{secrets.token_hex(4)}"
+        self.url = _with_db(admin_url, self.name)
+        self.created = False
+        self._conn: Any = None
+
+    def create(self) -> None:
+        with self.psycopg.connect(_libpq_url(self.admin_url), autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+        self.created = True
+        log(f"created database {self.name}")
+
+    def conn(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            self._conn = self.psycopg.connect(_libpq_url(self.url), autocommit=True, connect_timeout=5)
+        return self._conn
+
+    def scalar(self, sql: str) -> Any:
+        return self.conn().execute(sql).fetchone()[0]
+
+    def reset(self) -> None:
+        """Empty the inbox and checkpoint, so each run starts from the same state."""
+        self.conn().execute("TRUNCATE delivery RESTART IDENTITY")
+        self.conn().execute("CHECKPOINT")
+
+    def count(self) -> int:
+        return int(self.scalar("SELECT count(*) FROM delivery"))
+
+    def guids(self) -> set[str]:
+        return {r[0] for r in self.conn().execute("SELECT guid FROM delivery")}
+
+    def drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        if not self.created:
+            return
+        with self.psycopg.connect(_libpq_url(self.admin_url), autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        self.created = False
+        log(f"dropped database {self.name}")
+
+
+class RedisDb:
+    """An empty Redis database index of our own on the local server."""
+
+    def __init__(self, base: str, index: int | None) -> None:
+        from redis import Redis
+
+        _require_loopback(base, "Redis")
+        self.base = base.rstrip("/")
+        if index is None:
+            # Tests pick 1-15 at random; 0 first, then the highest empty index.
+            for i in [0, *range(15, 0, -1)]:
+                r = Redis.from_url(f"{self.base}/{i}")
+                empty = r.dbsize() == 0
+                r.close()
+                if empty:
+                    index = i
+                    break
+            else:
+                raise BenchError("no empty Redis database index on the local server; pass --redis-db")
+        self.index = index
+        self.url = f"{self.base}/{index}"
+        self.client = Redis.from_url(self.url)
+        self.client.flushdb()
+
+    def flush(self) -> None:
+        self.client.flushdb()
+
+    def queue_length(self) -> int:
+        return int(self.client.llen("rq:queue:slipway"))
+
+    def close(self) -> None:
+        self.client.flushdb()
+        self.client.close()
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class Requests:
+    """Signed, unique requests: GUID and body sequence number come from one integer."""
+
+    def __init__(self, secret: str) -> None:
+        self.signer = Signer(secret)
+        self.body_size = len(self.signer.body(10**7))
+
+    @staticmethod
+    def guid(tag: str, seq: int) -> str:
+        """UUID-shaped like GitHub's delivery ids; unique per (tag, seq)."""
+        return f"{tag}-0000-4000-8000-{seq:012d}"
+
+    def headers(self, guid: str, signature: str) -> dict[str, str]:
+        return {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": guid, "X-GitHub-Hook-ID": "412377105",
+                "X-GitHub-Hook-Installation-Target-Type": "integration",
+                "X-GitHub-Hook-Installation-Target-ID": "1049384", "User-Agent": "GitHub-Hookshot/9c1e2d8",
+                "Content-Type": "application/json", "Accept": "*/*", "X-Hub-Signature-256": signature}
+
+    def raw(self, port: int, tag: str, seq: int) -> bytes:
+        """One complete HTTP/1.1 request."""
+        body = self.signer.body(seq)
+        head = "".join(f"{k}: {v}\r\n" for k, v in self.headers(self.guid(tag, seq), self.signer.signature(seq)).items())
+        return (f"POST {ENDPOINT} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{head}Content-Length: {len(body)}\r\n\r\n"
+                .encode() + body)
+
+
+def post(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", ENDPOINT, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+    finally:
+        conn.close()
+    try:
+        doc = json.loads(data) if data else {}
+    except ValueError:
+        doc = {"raw": data[:200].decode(errors="replace")}
+    return resp.status, doc
+
+
+def check_receiver(name: str, port: int, reqs: Requests, *, slipway: bool) -> dict[str, Any]:
+    """Signed -> 202, bad signature -> 401 (Slipway: duplicate GUID -> 200, replayed body -> 200)."""
+    tag = secrets.token_hex(4)
+    seq = 900_000_000 + secrets.randbelow(1_000_000)
+    body, sig, guid = reqs.signer.body(seq), reqs.signer.signature(seq), reqs.guid(tag, seq)
+    out: dict[str, Any] = {}
+    status, doc = post(port, body, reqs.headers(guid, sig))
+    if status != 202:
+        raise BenchError(f"{name}: signed delivery answered {status} {doc}, expected 202")
+    out["state"] = doc.get("state")
+    bad = "sha256=" + ("0" * 64)
+    status, doc = post(port, reqs.signer.body(seq + 1), reqs.headers(reqs.guid(tag, seq + 1), bad))
+    if status != 401:
+        raise BenchError(f"{name}: bad signature answered {status} {doc}, expected 401")
+    checks = ["signed -> 202", "bad signature -> 401"]
+    if slipway:
+        status, doc = post(port, body, reqs.headers(guid, sig))
+        if status != 200 or not doc.get("duplicate"):
+            raise BenchError(f"{name}: same delivery id again answered {status} {doc}, expected 200 duplicate")
+        status, doc = post(port, body, reqs.headers(reqs.guid(tag, seq + 2), sig))
+        if status != 200 or doc.get("replay_of") != guid:
+            raise BenchError(f"{name}: same body under a new delivery id answered {status} {doc}, expected 200 replay")
+        checks += ["same GUID -> 200 duplicate", "same body, new GUID -> 200 replay"]
+    out["checks"] = checks
+    log(f"{name}: checks passed ({', '.join(checks)}; answer state {out['state']!r})")
+    return out
+
+
+# --------------------------------------------------------------------------- load generators
+
+LUA = r"""-- Written by bench/ingest.py for one benchmark run; not meant to be edited.
+-- args: first_seq count wrap|nowrap guid_tag stride
+-- Request k of thread t sends sequence number first_seq + (t + k*stride) mod count: its own GUID and body,
+-- with the X-Hub-Signature-256 precomputed by ingest.py (sigs.txt: 64 hex characters per sequence number).
+local data_dir = "@DATA_DIR@"
+local path = "@PATH@"
+local threads = {}
+local nsetup = 0
+
+function setup(thread)
+   thread:set("tid", nsetup)
+   nsetup = nsetup + 1
+   table.insert(threads, thread)
+end
+
+local function slurp(name)
+   local f = assert(io.open(data_dir .. "/" .. name, "rb"))
+   local s = f:read("*a")
+   f:close()
+   return s
+end
+
+function init(args)
+   first = tonumber(args[1]); count = tonumber(args[2]); wrap = (args[3] == "wrap")
+   tag = args[4]; stride = tonumber(args[5])
+   prefix = slurp("prefix.bin"); suffix = slurp("suffix.bin"); sigs = slurp("sigs.txt")
+   k = tid
+   n202 = 0; n200 = 0; n401 = 0; nother = 0; wrapped = 0
+end
+
+function request()
+   local i = k
+   k = k + stride
+   if i >= count then
+      i = i % count
+      if not wrap then wrapped = wrapped + 1 end
+   end
+   local seq = first + i
+   local sig = string.sub(sigs, seq * 64 + 1, seq * 64 + 64)
+   local body = prefix .. string.format("%d", seq) .. suffix
+   local headers = {
+      ["X-GitHub-Event"] = "pull_request",
+      ["X-GitHub-Delivery"] = string.format("%s-0000-4000-8000-%012d", tag, seq),
+      ["X-GitHub-Hook-ID"] = "412377105",
+      ["X-GitHub-Hook-Installation-Target-Type"] = "integration",
+      ["X-GitHub-Hook-Installation-Target-ID"] = "1049384",
+      ["User-Agent"] = "GitHub-Hookshot/9c1e2d8",
+      ["Content-Type"] = "application/json",
+      ["Accept"] = "*/*",
+      ["X-Hub-Signature-256"] = "sha256=" .. sig,
+   }
+   return wrk.format("POST", path, headers, body)
+end
+
+function response(status, headers, body)
+   if status == 202 then n202 = n202 + 1
+   elseif status == 200 then n200 = n200 + 1
+   elseif status == 401 then n401 = n401 + 1
+   else nother = nother + 1 end
+end
+
+function done(summary, latency, requests)
+   local c = { n202 = 0, n200 = 0, n401 = 0, nother = 0, wrapped = 0 }
+   for _, t in ipairs(threads) do
+      for key, _ in pairs(c) do c[key] = c[key] + (tonumber(t:get(key)) or 0) end
+   end
+   io.write(string.format(
+      'BENCHJSON {"requests":%d,"duration_us":%d,"bytes":%d,"err_connect":%d,"err_read":%d,"err_write":%d,' ..
+      '"err_status":%d,"err_timeout":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,' ..
+      '"mean_us":%.1f,"n202":%d,"n200":%d,"n401":%d,"nother":%d,"wrapped":%d}\n',
+      summary.requests, summary.duration, summary.bytes, summary.errors.connect, summary.errors.read,
+      summary.errors.write, summary.errors.status, summary.errors.timeout,
+      latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9),
+      latency.max, latency.mean, c.n202, c.n200, c.n401, c.nother, c.wrapped))
+end
+"""
+
+
+@dataclass
+class RunResult:
+    """One measured run against one receiver."""
+
+    receiver: str
+    mode: str                 # "max" or "paced"
+    duration_s: float
+    completed: int
+    n202: int
+    non2xx: int
+    socket_errors: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    offered_rate: float | None = None
+    rows_stored: int | None = None
+    rows_missing: int | None = None
+    queued_jobs: int | None = None
+    cpu: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        """202 answers per second: stored deliveries for Slipway, verified ones for the bare receiver."""
+        return self.n202 / self.duration_s if self.duration_s else 0.0
+
+
+class Wrk:
+    """wrk with a generated Lua script and precomputed signatures."""
+
+    def __init__(self, exe: str, workdir: Path, reqs: Requests, pool: int, threads: int) -> None:
+        self.exe, self.workdir, self.pool, self.threads = exe, workdir, pool, threads
+        data = workdir / "wrk"
+        data.mkdir(exist_ok=True)
+        (data / "prefix.bin").write_bytes(reqs.signer.prefix)
+        (data / "suffix.bin").write_bytes(reqs.signer.suffix)
+        t0 = time.monotonic()
+        with open(data / "sigs.txt", "w") as f:
+            f.write("".join(reqs.signer.signature_hex(i) for i in range(pool)))
+        log(f"precomputed {pool} signatures for wrk in {time.monotonic() - t0:.1f} s")
+        self.script = data / "ingest.lua"
+        self.script.write_text(LUA.replace("@DATA_DIR@", str(data)).replace("@PATH@", ENDPOINT))
+        first = subprocess.run([exe, "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+        m = re.match(r"wrk (debian/)?((\d+\.\d+\.\d+)\S*)", first)
+        self.version = (f"wrk {m.group(3)}" + (f" (Debian package {m.group(2)})" if m.group(1) else "")) if m else first.strip()
+
+    def argv(self, port: int, connections: int, seconds: float, first: int, count: int, wrap: bool, tag: str) -> list[str]:
+        return [self.exe, f"-t{self.threads}", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "5s", "--latency",
+                "-s", str(self.script), f"http://127.0.0.1:{port}{ENDPOINT}", "--",
+                str(first), str(count), "wrap" if wrap else "nowrap", tag, str(self.threads)]
+
+    def run(self, port: int, connections: int, seconds: float, first: int, count: int, wrap: bool, tag: str) -> dict[str, Any]:
+        argv = self.argv(port, connections, seconds, first, count, wrap, tag)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
+        if proc.returncode != 0 or line is None:
+            raise BenchError(f"wrk failed ({proc.returncode}): {proc.stderr[-2000:]} {proc.stdout[-2000:]}")
+        out = json.loads(line[len("BENCHJSON "):])
+        out["stdout"] = proc.stdout
+        return out
+
+    def settings(self, connections: int, seconds: int) -> str:
+        return (f"`wrk -t{self.threads} -c{connections} -d{seconds}s --timeout 5s --latency -s ingest.lua` "
+                f"(after a {WARMUP_S} s warm-up with the same settings)")
+
+
+class _Conn:
+    """One request on its own non-blocking connection."""
+
+    __slots__ = ("sock", "seq", "due", "data", "off", "buf")
+
+    def __init__(self, sock: socket.socket, seq: int, due: float, data: bytes) -> None:
+        self.sock, self.seq, self.due, self.data, self.off, self.buf = sock, seq, due, memoryview(data), 0, bytearray()
+
+
+def _answer(buf: bytearray, eof: bool) -> int | None:
+    """The status code once the answer in buf is complete (Content-Length reached, or EOF), else None."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return 0 if eof else None
+    m = re.search(rb"(?im)^content-length:\s*(\d+)", bytes(buf[:end]))
+    if (m and len(buf) - end - 4 >= int(m.group(1))) or eof:
+        return int(buf[9:12])
+    return None
+
+
+def drive(port: int, reqs: Requests, tag: str, first_seq: int, seconds: float, *, rate: float | None = None,
+          connections: int | None = None, warmup: float = 0.0, max_inflight: int = 256,
+          drain: float = 5.0) -> dict[str, Any]:
+    """Send signed, unique requests to 127.0.0.1:port, one new connection each, from a selector loop.
+
+    Open loop (`rate`): request i is due at t0 + i/rate whatever happened before; at most `max_inflight` are
+    open, later ones wait, and latency counts from the due time (no coordinated omission).
+    Closed loop (`connections`): that many requests in flight, each answer starts the next; latency counts
+    from the connect. Requests due in the first `warmup` seconds are sent but not counted.
+    """
+    sel = selectors.DefaultSelector()
+    addr = ("127.0.0.1", port)
+    lat: list[float] = []
+    statuses: collections.Counter[int] = collections.Counter()
+    ok_guids: list[str] = []
+    errors = 0
+    inflight = 0
+    seq = first_seq
+    t0 = time.monotonic() + 0.01
+    t_measure = t0 + warmup
+    t_stop = t_measure + seconds
+    total = int(rate * (warmup + seconds)) if rate else None
+    issued = 0
+    waiting: collections.deque[float] = collections.deque()
+
+    def start(due: float) -> None:
+        nonlocal seq, inflight, errors
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        rc = s.connect_ex(addr)
+        if rc not in (0, errno.EINPROGRESS):
+            s.close()
+            if due >= t_measure:
+                errors += 1
+            return
+        c = _Conn(s, seq, due, reqs.raw(port, tag, seq))
+        seq += 1
+        inflight += 1
+        sel.register(s, selectors.EVENT_WRITE, c)
+
+    def finish(c: _Conn, status: int | None) -> None:
+        nonlocal inflight, errors
+        sel.unregister(c.sock)
+        c.sock.close()
+        inflight -= 1
+        if c.due < t_measure:
+            return
+        if not status:
+            errors += 1
+            return
+        lat.append(time.monotonic() - c.due)
+        statuses[status] += 1
+        if status == 202:
+            ok_guids.append(reqs.guid(tag, c.seq))
+
+    if connections:
+        for _ in range(connections):
+            start(time.monotonic())
+    while True:
+        now = time.monotonic()
+        if rate:
+            while issued < total and t0 + issued / rate <= now:  # type: ignore[operator]
+                waiting.append(t0 + issued / rate)
+                issued += 1
+            while waiting and inflight < max_inflight:
+                start(waiting.popleft())
+            if issued >= total and not waiting and (inflight == 0 or now > t_stop + drain):  # type: ignore[operator]
+                break
+            timeout = max(0.0, t0 + issued / rate - now) if issued < total else 0.05  # type: ignore[operator]
+        else:
+            if now >= t_stop and (inflight == 0 or now > t_stop + drain):
+                break
+            timeout = 0.05
+        for key, mask in sel.select(min(timeout, 0.05)):
+            c: _Conn = key.data
+            try:
+                if mask & selectors.EVENT_WRITE and c.off < len(c.data):
+                    c.off += c.sock.send(c.data[c.off:])
+                    if c.off >= len(c.data):
+                        sel.modify(c.sock, selectors.EVENT_READ, c)
+                    continue
+                chunk = c.sock.recv(65536)
+                if chunk:
+                    c.buf += chunk
+                status = _answer(c.buf, eof=not chunk)
+            except OSError:
+                status = 0
+            if status is not None:
+                finish(c, status)
+                if connections and time.monotonic() < t_stop:
+                    start(time.monotonic())
+    for key in list(sel.get_map().values()):  # what did not finish within the drain time
+        finish(key.data, 0)
+    sel.close()
+    end = time.monotonic()
+    lat.sort()
+
+    def pct(p: float) -> float:
+        return lat[min(len(lat) - 1, int(p / 100 * len(lat)))] * 1000 if lat else float("nan")
+
+    return {"completed": len(lat), "n202": statuses.get(202, 0), "statuses": dict(statuses), "errors": errors,
+            "p50_ms": pct(50), "p99_ms": pct(99), "max_ms": lat[-1] * 1000 if lat else float("nan"),
+            "seconds": seconds, "drain_s": max(0.0, end - t_stop), "ok_guids": ok_guids}
+
+
+def run_paced(port: int, reqs: Requests, tag: str, first_seq: int, rate: float, seconds: float) -> dict[str, Any]:
+    return drive(port, reqs, tag, first_seq, seconds, rate=rate, warmup=PACED_WARMUP_S)
+
+
+def run_closed(port: int, reqs: Requests, tag: str, first_seq: int, connections: int, seconds: float) -> dict[str, Any]:
+    """Fallback for (a) when wrk is not installed, in wrk's output shape."""
+    out = drive(port, reqs, tag, first_seq, seconds, connections=connections)
+    return {"requests": out["completed"], "duration_us": seconds * 1e6, "n202": out["n202"],
+            "err_status": sum(v for k, v in out["statuses"].items() if not 200 <= k < 300), "errors": out["errors"],
+            "p50_us": out["p50_ms"] * 1000, "p99_us": out["p99_ms"] * 1000, "max_us": out["max_ms"] * 1000}
+
+
+# --------------------------------------------------------------------------- profile
+
+
+def profile_slipway(pyspy: str, server: Server, load: Any, seconds: int, out: Path) -> dict[str, Any]:
+    """Sample Slipway's gunicorn workers with py-spy while `load()` runs: wall time (--idle) and GIL-holding time.
+
+    Two non-blocking samplers at 100 Hz run side by side: `--idle` counts every sample of a worker (where its
+    wall-clock time goes, waits on PostgreSQL included), `--gil` only samples taken while the worker holds the
+    GIL (its Python CPU time; waits and most C work that releases the GIL are left out).
+    """
+    assert server.proc
+    kinds = {"wall": ["--idle"], "gil": ["--gil"]}
+    spies = {}
+    box: dict[str, Any] = {}
+    runner = threading.Thread(target=lambda: box.update(result=load()), daemon=True)
+    runner.start()
+    time.sleep(1.5)  # sample the steady state: the load runs `seconds` + 2 s, the samplers `seconds`
+    for kind, extra in kinds.items():
+        raw = out / f"slipway.pyspy-{kind}.txt"
+        argv = [pyspy, "record", "--pid", str(server.proc.pid), "--subprocesses", "--nonblocking", "--rate", "100",
+                "--duration", str(seconds), "--format", "raw", "--output", str(raw), *extra]
+        spies[kind] = (raw, subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                             start_new_session=True))
+    errs = {}
+    try:
+        for kind, (_, spy) in spies.items():
+            try:
+                errs[kind] = spy.communicate(timeout=seconds + 20)[1]
+            except subprocess.TimeoutExpired:
+                os.kill(spy.pid, signal.SIGINT)
+                errs[kind] = spy.communicate(timeout=10)[1]
+    finally:
+        for _, spy in spies.values():
+            if spy.poll() is None:
+                os.kill(spy.pid, signal.SIGKILL)
+                spy.wait()
+        runner.join(seconds + 40)
+    if "result" not in box:
+        raise BenchError("the load under the profiler did not finish")
+    summary: dict[str, Any] = {"load": box["result"]}
+    for kind, (raw, _) in spies.items():
+        if not raw.exists():
+            raise BenchError(f"py-spy ({kind}) wrote nothing: {errs.get(kind, b'').decode(errors='replace')[-1000:]}")
+        summary[kind] = summarise_profile(raw)
+    return summary
+
+
+def classify(stack: str) -> str | None:
+    """The part of a Slipway request a sampled worker stack belongs to (None: not a worker)."""
+    if "SyncWorker" not in stack:
+        return None  # the gunicorn master
+    if "handle_request" not in stack:
+        if "close_graceful" in stack:
+            return "gunicorn: close the connection (close_graceful waits for the client's FIN)"
+        if "SyncWorker.handle " in stack:
+            return "gunicorn: read and parse the request head"
+        return "idle: waiting for the next connection (accept/select)"
+    if "receive (app/webhooks.py" not in stack:
+        if "Flask.__call__" in stack or "Flask.wsgi_app" in stack:
+            return "Flask/Werkzeug: request context, dispatch, response object"
+        return "gunicorn: parse the request, write the answer"
+    if "verify_signature (" in stack:
+        return "signature check (app/signatures.py verify_signature → githubkit verify, HMAC-SHA256)"
+    if "_decode (app/webhooks.py" in stack:
+        return "JSON decode of the 25 KB body (app/webhooks.py _decode → json.loads)"
+    if "get_data" in stack or "LimitedStream" in stack:
+        return "read the body (request.get_data)"
+    if "_store_and_enqueue (" in stack:
+        if "do_ping" in stack:
+            return "DB: pool pre-ping, SELECT 1 round trip (models/db.py make_engine pool_pre_ping=True)"
+        if "do_commit" in stack or "_commit_gen" in stack:
+            return "DB: COMMIT round trip (waits for the WAL flush)"
+        if "insert_ignore (" in stack:
+            if "_start_query" in stack:
+                return "DB: BEGIN round trip (psycopg opens the transaction before the INSERT)"
+            if "psycopg/" in stack:
+                return "DB: INSERT … ON CONFLICT DO NOTHING RETURNING, execute + wait (psycopg)"
+            return "SQLAlchemy: build the INSERT, cache key, compile, bind params (models/db.py insert_ignore)"
+        if "sqlalchemy/" in stack or "psycopg/" in stack:
+            return "SQLAlchemy/psycopg: connection checkout, transaction setup and teardown"
+        if "get_handler (" in stack:
+            return "handler lookup (workers/registry.py get_handler)"
+        if ";_enqueue (app/webhooks.py" in stack:
+            return "RQ enqueue (slipway/transport.py RQTransport.enqueue)"
+        if "_already_stored (" in stack:
+            return "duplicate/replay lookup (app/webhooks.py _already_stored)"
+        if "jsonify" in stack:
+            return "answer: jsonify"
+        return "app/webhooks.py _store_and_enqueue own lines (values dict, sha256 of the body, utcnow)"
+    if "jsonify" in stack:
+        return "answer: jsonify"
+    return "app/webhooks.py receive: other (headers, event name check, facts)"
+
+
+def summarise_profile(raw: Path) -> dict[str, Any]:
+    """Samples by part of the request, and inclusive samples of Slipway's own functions."""
+    parts: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        part = classify(stack)
+        if part is None:
+            continue
+        count = int(n)
+        total += count
+        parts[part] += count
+        seen = set()
+        for f in stack.split(";"):
+            m = re.match(r"(\S+) \(((?:app|models|workers)/\S+?|slipway/(?!cli|server)\S+?):\d+\)", f)
+            if m and (key := f"{m.group(2)} {m.group(1)}") not in seen:
+                seen.add(key)
+                inclusive[key] += count
+    return {"samples": total, "parts": dict(parts), "inclusive": dict(inclusive), "raw": str(raw.relative_to(ROOT))}
+
+
+# --------------------------------------------------------------------------- environment facts
+
+
+def _version(dist: str) -> str:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return "-"
+
+
+def machine_facts() -> dict[str, str]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))  # type: ignore[union-attr]
+    return {"nproc": str(len(os.sched_getaffinity(0))), "cpu": cpu, "memory": f"{mem_kb / 1024 / 1024:.1f} GiB",
+            "kernel": platform.release()}
+
+
+def versions(db: Database, redis: RedisDb, wrk_version: str | None) -> dict[str, str]:
+    pg = db.scalar("SHOW server_version").split()[0]
+    return {"Python": platform.python_version(), "Flask": _version("flask"), "Werkzeug": _version("werkzeug"),
+            "gunicorn": _version("gunicorn"), "PostgreSQL": pg,
+            "Redis": str(redis.client.info("server")["redis_version"]), "psycopg": _version("psycopg"),
+            "SQLAlchemy": _version("sqlalchemy"), "redis-py": _version("redis"), "RQ": _version("rq"),
+            "load generator": wrk_version or "Python selector generator (wrk not installed)"}
+
+
+def pg_settings(db: Database) -> str:
+    names = ["synchronous_commit", "fsync", "shared_buffers", "default_toast_compression"]
+    return ", ".join(f"{n}={db.scalar(f'SHOW {n}')}" for n in names)
+
+
+# --------------------------------------------------------------------------- the doc
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None or x != x else (f"{x:.1f}" if x < 100 else f"{x:.0f}")
+
+
+def render_section(ctx: dict[str, Any], notes: str) -> str:
+    a_bare, a_sw, b_bare, b_sw = ctx["a_bare"], ctx["a_slipway"], ctx["b_bare"], ctx["b_slipway"]
+    m, v = ctx["machine"], ctx["versions"]
+    lines = [
+        "## Ingest",
+        "",
+        f"Written by `bench/ingest.py` on {ctx['date']} (re-running it replaces this section except the notes block at "
+        "its end).",
+        "",
+        f"- **Machine:** nproc {m['nproc']}, {m['cpu']}, {m['memory']} RAM, Linux {m['kernel']}. Machine busy in the "
+        f"second before the run: {ctx['busy_before']:.0f} %{' (**other processes were using the CPU**)' if ctx['busy_before'] > 25 else ''}.",
+        "- **Versions:** " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        f"- **Command:** `{ctx['command']}` (`make bench-ingest` runs the same with the defaults).",
+        f"- **Slipway:** production mode, `slipway db upgrade` then `slipway serve`: gunicorn, {ctx['workers']} "
+        f"`{ctx['worker_class']}` workers (WEB_CONCURRENCY), PostgreSQL database `slipway_bench_*` on 127.0.0.1:5432 "
+        f"({ctx['pg_settings']}), Redis db {ctx['redis_db']} on 127.0.0.1:6379, LOG_LEVEL=warning. Slipway answered "
+        f"the benchmark's deliveries with state `{ctx['slipway_state']}`"
+        + (" (no handler for pull_request.opened, so no RQ job is enqueued on the request path)"
+           if ctx["slipway_state"] == "ignored" else "") + ".",
+        f"- **Bare receiver:** `bench/bare_receiver.py` (Flask: read the body, HMAC-SHA256 check, 202), served by "
+        f"gunicorn with the same {ctx['workers']} `{ctx['worker_class']}` workers and timeouts.",
+        f"- **Checks before measuring:** Slipway: {', '.join(ctx['checks_slipway'])}; bare: {', '.join(ctx['checks_bare'])}.",
+        f"- **Requests:** `POST {ENDPOINT}`, a {ctx['body_size']:,}-byte `pull_request.opened` body built in "
+        "`bench/payload.py`; each request has its own X-GitHub-Delivery GUID and its own body (a sequence number "
+        "in a trailing field), signed with X-Hub-Signature-256. gunicorn's sync workers close the connection after "
+        "each answer, so every request is a new TCP connection.",
+        f"- **Load generator, (a) maximum throughput:** {ctx['gen_a']}. wrk's latency runs from the request's first "
+        "byte to the answer's last (the connect is not included).",
+        f"- **Load generator, (b) target load:** {ctx['gen_b']}.",
+        "- **Counted:** req/s = 202 answers per second (for Slipway: stored deliveries; a 200 duplicate or replay "
+        "would not count). Stored rows = rows in `delivery` after the run (before: `TRUNCATE` + `CHECKPOINT`, "
+        "Redis `FLUSHDB`); run (a) includes the warm-up's rows, so rows ≥ 202s (warm-up + run) with the excess "
+        "being requests wrk dropped at the end; run (b) checks every 202's GUID in the table.",
+        "",
+        "| run | receiver | req/s | p50 ms | p99 ms | max ms | non-2xx | socket errors | 202s | stored rows |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in (a_bare, a_sw, b_bare, b_sw):
+        run = (f"(a) max, {ctx['connections']} conn, {r.duration_s:.0f} s" if r.mode == "max"
+               else f"(b) paced {r.offered_rate:.0f}/s, {r.duration_s:.0f} s")
+        rows = "-" if r.rows_stored is None else (
+            f"{r.rows_stored:,}" + (f" ({r.note})" if r.note else ""))
+        lines.append(f"| {run} | {r.receiver} | {r.rate:,.0f} | {_ms(r.p50_ms)} | {_ms(r.p99_ms)} | {_ms(r.max_ms)} | "
+                     f"{r.non2xx} | {r.socket_errors} | {r.n202:,} | {rows} |")
+    ratio = a_sw.rate / a_bare.rate if a_bare.rate else 0.0
+    rate_ok = ratio >= TARGET_RATIO
+    p99_ok = b_sw.p99_ms < TARGET_P99_MS and b_sw.n202 >= 0.95 * b_sw.offered_rate * b_sw.duration_s  # type: ignore[operator]
+    lines += [
+        "",
+        f"**Ratio Slipway/bare (run a): {ratio:.2f}** ({a_sw.rate:,.0f} / {a_bare.rate:,.0f} req/s).",
+        "",
+        "Target: Slipway's ingest at least half the bare receiver's rate, with p99 under 50 ms at that load — "
+        f"rate: **{'PASS' if rate_ok else 'FAIL'}** ({ratio:.2f} {'≥' if rate_ok else '<'} {TARGET_RATIO}); "
+        f"p99: **{'PASS' if p99_ok else 'FAIL'}** ({_ms(b_sw.p99_ms)} ms at {b_sw.offered_rate:,.0f} req/s offered, "
+        f"{b_sw.rate:,.0f} stored/s).",
+        "",
+    ]
+    other = max(r.cpu["other"] for r in (a_bare, a_sw, b_bare, b_sw))
+    if other > 15:
+        lines += [f"**Caution:** processes outside the benchmark used up to {other:.0f} % of the machine during the "
+                  "measured runs (table below), so these figures are lower than a quiet machine gives.", ""]
+    lines += [
+        "CPU during each measured run (% of one core; the machine has "
+        f"{m['nproc']} cores = {int(m['nproc']) * 100} %; busy/other in % of the whole machine, 'other' = processes "
+        "that are not part of the benchmark):",
+        "",
+        "| run | receiver | server | PostgreSQL | Redis | load generator | machine busy | other | server CPU µs/req | PostgreSQL CPU µs/req |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in (a_bare, a_sw, b_bare, b_sw):
+        c = r.cpu
+        us = (lambda pct: f"{pct * 1e4 / r.rate:,.0f}" if r.rate else "-")  # noqa: E731
+        lines.append(f"| {'(a)' if r.mode == 'max' else '(b)'} | {r.receiver} | {c['server']:.0f} | {c['pg']:.0f} | "
+                     f"{c['redis']:.0f} | {c['gen']:.0f} | {c['busy']:.0f} | {c['other']:.0f} | {us(c['server'])} | "
+                     f"{us(c['pg']) if r.receiver == 'Slipway' else '-'} |")
+    prof = ctx.get("profile")
+    if prof:
+        wall, gil = prof["wall"], prof["gil"]
+        per_req = prof["workers"] * 1000 / prof["rate"] if prof["rate"] else 0.0  # worker-ms per stored delivery
+        lines += [
+            "",
+            "### Where a Slipway worker's time goes (py-spy)",
+            "",
+            f"{prof['how']} Wall: {wall['samples']:,} samples of the {prof['workers']} workers' time, any state; "
+            f"GIL: {gil['samples']:,} samples taken while a worker held the GIL (its Python CPU). "
+            f"ms/request = share of wall time × {prof['workers']} workers / rate = share × {per_req:.2f} ms. "
+            f"Raw stacks: `{wall['raw']}`, `{gil['raw']}` (not committed).",
+            "",
+            "| part of the request | % of worker wall time | wall ms per request | % of worker Python CPU (GIL) |",
+            "|---|---|---|---|",
+        ]
+        names = sorted(set(wall["parts"]) | set(gil["parts"]), key=lambda n: -wall["parts"].get(n, 0))
+        for name in names:
+            w = wall["parts"].get(name, 0) / max(1, wall["samples"])
+            g = gil["parts"].get(name, 0) / max(1, gil["samples"])
+            lines.append(f"| {name} | {100 * w:.1f} | {w * per_req:.2f} | {100 * g:.1f} |")
+        lines += ["", "Slipway's own functions, inclusive (% of worker wall time / % of worker Python CPU):", "",
+                  "| function | wall % | CPU (GIL) % |", "|---|---|---|"]
+        top = sorted(wall["inclusive"].items(), key=lambda kv: -kv[1])[:12]
+        for name, n in top:
+            lines.append(f"| `{name}` | {100 * n / max(1, wall['samples']):.1f} | "
+                         f"{100 * gil['inclusive'].get(name, 0) / max(1, gil['samples']):.1f} |")
+    elif ctx.get("profile_note"):
+        lines += ["", ctx["profile_note"]]
+    lines += ["", NOTES_START, notes.strip("\n"), NOTES_END, ""]
+    return "\n".join(lines)
+
+
+def write_doc(section: str) -> None:
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nMeasured on the project's own machine; each section says how.\n"
+    pattern = re.compile(r"^## Ingest\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: section + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text(text.rstrip("\n") + "\n")
+
+
+def existing_notes() -> str:
+    if not DOC.exists():
+        return ""
+    text = DOC.read_text()
+    m = re.search(r"^## Ingest\n.*?(?=^## |\Z)", text, re.S | re.M)
+    if not m:
+        return ""
+    n = re.search(re.escape(NOTES_START) + r"\n?(.*?)" + re.escape(NOTES_END), m.group(0), re.S)
+    return n.group(1) if n else ""
+
+
+# --------------------------------------------------------------------------- main
+
+
+def slipway_env(settings_fields: list[str], db_url: str, redis_url: str, secret: str, port: int,
+                workers: int) -> dict[str, str]:
+    """The environment minus anything Slipway's settings would read, plus production-mode settings."""
+    env = {k: v for k, v in os.environ.items() if k.lower() not in settings_fields}
+    env.update(DATABASE_URL=db_url, REDIS_URL=redis_url, WEBHOOK_SECRET=secret, HOST="127.0.0.1", PORT=str(port),
+               WEB_CONCURRENCY=str(workers), LOG_LEVEL="warning", PYTHONUNBUFFERED="1")
+    return env
+
+
+def web_options(workers: int) -> dict[str, Any]:
+    """Slipway's own gunicorn options in production mode (so the bare receiver gets the same)."""
+    from slipway.server import _web_options
+    from slipway.settings import load_settings
+
+    return _web_options(load_settings(redis_url="redis://127.0.0.1:6379/0", web_concurrency=workers,
+                                      log_level="warning", _env_file=None))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    cores = len(os.sched_getaffinity(0))
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=int, default=10, help="seconds of each measured run (default 10)")
+    p.add_argument("--connections", type=int, default=32, help="concurrent connections in run (a) (default 32)")
+    p.add_argument("--workers", type=int, default=2 * cores,
+                   help=f"gunicorn workers for both receivers (default: Slipway's WEB_CONCURRENCY default, 2 x cores = {2 * cores})")
+    p.add_argument("--no-write", action="store_true", help="print the results only; do not touch docs/benchmarks.md")
+    p.add_argument("--profile", choices=["auto", "always", "never"], default="auto",
+                   help="py-spy profile of Slipway in an extra run: when the target is missed (auto), always or never")
+    p.add_argument("--wait-quiet", type=int, default=20, metavar="SECONDS",
+                   help="wait up to this long for other processes to leave the CPU before measuring (default 20)")
+    p.add_argument("--redis-db", type=int, default=None, help="Redis database index (default: the first empty one)")
+    p.add_argument("--python-generator", action="store_true", help="use the Python generator for run (a) even if wrk is installed")
+    args = p.parse_args(argv)
+    if not 1 <= args.duration <= 60:
+        p.error("--duration must be 1..60 seconds")
+    if not 1 <= args.connections <= 512:
+        p.error("--connections must be 1..512")
+    if not 1 <= args.workers <= 64:
+        p.error("--workers must be 1..64")
+    return args
+
+
+def command_line() -> str:
+    exe = Path(sys.executable)
+    with contextlib.suppress(ValueError):
+        exe = exe.relative_to(ROOT)
+    script = Path(sys.argv[0]).resolve()
+    with contextlib.suppress(ValueError):
+        script = script.relative_to(ROOT)
+    return shlex.join([str(exe), str(script), *sys.argv[1:]])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    D = args.duration
+    budget = 90 + 2 * (WARMUP_S + D + 3) + 2 * (PACED_WARMUP_S + D + 6) + (D + 25)
+    log(f"time budget {budget} s after the quiet wait (stops itself after that)")
+
+    def on_alarm(*_: object) -> None:
+        raise TimeBudgetExceeded(f"the benchmark took longer than its {budget} s budget")
+
+    def on_term(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGTERM, on_term)
+
+    wrk_exe = None if args.python_generator else shutil.which("wrk")
+    pyspy = shutil.which("py-spy", path=f"{BIN}:{os.environ.get('PATH', '')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    workdir = RESULTS / f"ingest-{stamp}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(24)
+    reqs = Requests(secret)
+    log(f"body: {reqs.body_size:,} bytes (pull_request.opened); work files in {workdir.relative_to(ROOT)}")
+    busy_before = machine_busy(1.0)
+    waited = 1
+    while busy_before > 25 and waited < args.wait_quiet:
+        if waited == 1:
+            log(f"the machine is {busy_before:.0f} % busy; waiting up to {args.wait_quiet} s for it to calm down")
+        busy_before = machine_busy(1.0)
+        waited += 1
+    if busy_before > 25:
+        log(f"WARNING: the machine was {busy_before:.0f} % busy before the run; other processes skew the figures")
+
+    signal.alarm(budget)
+    from slipway.settings import Settings
+
+    fields = [f.lower() for f in Settings.model_fields]
+    opts = web_options(args.workers)
+    servers: list[Server] = []
+    db: Database | None = None
+    redis: RedisDb | None = None
+    ctx: dict[str, Any] = {}
+    try:
+        db = Database(PG_ADMIN)
+        db.create()
+        redis = RedisDb(REDIS_BASE, args.redis_db)
+        log(f"Redis db {redis.index} (flushed)")
+        sw_port, bare_port = free_port(), free_port()
+        env = slipway_env(fields, db.url, redis.url, secret, sw_port, args.workers)
+        up = subprocess.run([str(BIN / "slipway"), "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120)
+        if up.returncode != 0:
+            raise BenchError(f"slipway db upgrade failed: {up.stderr[-2000:]}")
+        slipway = Server("slipway", [str(BIN / "slipway"), "serve"], env, sw_port, workdir / "slipway.log", workdir)
+        bare_env = {**{k: v for k, v in os.environ.items() if k.lower() not in fields},
+                    "WEBHOOK_SECRET": secret, "PYTHONUNBUFFERED": "1"}
+        bare_argv = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{bare_port}", "--workers", str(opts["workers"]),
+                     "--worker-class", opts["worker_class"], "--timeout", str(opts["timeout"]),
+                     "--graceful-timeout", str(opts["graceful_timeout"]), "--keep-alive", str(opts["keepalive"]),
+                     "--log-level", "warning", "--error-logfile", "-", "--chdir", str(HERE), "bare_receiver:app"]
+        bare = Server("bare", bare_argv, bare_env, bare_port, workdir / "bare.log", workdir)
+        for s in (slipway, bare):
+            servers.append(s)
+            s.start()
+        slipway.wait_ready("/healthz", args.workers)
+        bare.wait_ready("/", args.workers)
+
+        chk_sw = check_receiver("slipway", sw_port, reqs, slipway=True)
+        chk_bare = check_receiver("bare", bare_port, reqs, slipway=False)
+
+        threads = max(1, min(len(os.sched_getaffinity(0)), args.connections))
+        n_warm, n_main = POOL_RATE * WARMUP_S, POOL_RATE * D
+        wrk = Wrk(wrk_exe, workdir, reqs, n_warm + n_main, threads) if wrk_exe else None
+
+        def run_max(name: str, server: Server, *, store: bool) -> RunResult:
+            tag = secrets.token_hex(4)
+            if store:
+                db.reset()  # type: ignore[union-attr]
+                redis.flush()  # type: ignore[union-attr]
+            if wrk:
+                wrk.run(server.port, args.connections, WARMUP_S, 0, n_warm, not store, tag)
+            else:
+                run_closed(server.port, reqs, tag, 0, args.connections, WARMUP_S)
+            time.sleep(0.5)
+            with CpuMeter(server.proc.pid) as cpu:  # type: ignore[union-attr]
+                if wrk:
+                    out = wrk.run(server.port, args.connections, D, n_warm, n_main, not store, tag)
+                else:
+                    out = run_closed(server.port, reqs, tag, 100_000_000, args.connections, D)
+            res = RunResult(name, "max", out["duration_us"] / 1e6, out["requests"], out["n202"], out["err_status"],
+                            out.get("errors", 0) + sum(out.get(k, 0) for k in ("err_connect", "err_read", "err_write",
+                                                                                 "err_timeout")),
+                            out["p50_us"] / 1000, out["p99_us"] / 1000, out["max_us"] / 1000, cpu=cpu.percent())
+            if out.get("wrapped"):
+                res.note = f"pool exhausted {out['wrapped']} times"
+            if store:
+                time.sleep(1.0)  # let the workers finish what wrk abandoned at the end
+                res.rows_stored = db.count()  # type: ignore[union-attr]
+                res.queued_jobs = redis.queue_length()  # type: ignore[union-attr]
+                res.note = (res.note + "; " if res.note else "") + "incl. warm-up"
+                if res.rows_stored < res.n202:
+                    raise BenchError(f"Slipway answered 202 {res.n202} times but stored only {res.rows_stored} rows")
+            log(f"(a) {name}: {res.rate:,.0f} req/s, p50 {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms, "
+                f"non-2xx {res.non2xx}, socket errors {res.socket_errors}, 202s {res.n202}"
+                + (f", rows {res.rows_stored}, RQ jobs {res.queued_jobs}" if store else ""))
+            return res
+
+        def run_target(name: str, server: Server, rate: float, *, store: bool) -> RunResult:
+            tag = secrets.token_hex(4)
+            if store:
+                db.reset()  # type: ignore[union-attr]
+                redis.flush()  # type: ignore[union-attr]
+            with CpuMeter(server.proc.pid) as cpu:  # type: ignore[union-attr]
+                out = run_paced(server.port, reqs, tag, 200_000_000, rate, D)
+            non2xx = sum(v for k, v in out["statuses"].items() if not 200 <= k < 300)
+            res = RunResult(name, "paced", D, out["completed"], out["n202"], non2xx, out["errors"], out["p50_ms"],
+                            out["p99_ms"], out["max_ms"], offered_rate=rate, cpu=cpu.percent())
+            if store:
+                time.sleep(0.5)
+                stored = db.guids()  # type: ignore[union-attr]
+                res.rows_stored = len(stored)
+                res.rows_missing = sum(1 for g in out["ok_guids"] if g not in stored)
+                res.queued_jobs = redis.queue_length()  # type: ignore[union-attr]
+                res.note = f"incl. {PACED_WARMUP_S} s lead-in; 202s missing: {res.rows_missing}"
+                if res.rows_missing:
+                    raise BenchError(f"{res.rows_missing} deliveries answered 202 are not in the table")
+            log(f"(b) {name} at {rate:,.0f}/s: {res.rate:,.0f} req/s, p50 {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms, "
+                f"max {res.max_ms:.0f} ms, non-2xx {non2xx}, errors {out['errors']}, drain {out['drain_s']:.2f} s"
+                + (f", rows {res.rows_stored}" if store else ""))
+            return res
+
+        ctx["a_bare"] = run_max("bare", bare, store=False)
+        ctx["a_slipway"] = run_max("Slipway", slipway, store=True)
+        rate = TARGET_RATIO * ctx["a_bare"].rate
+        if rate < 1:
+            raise BenchError("the bare receiver answered no 202s; nothing to pace against")
+        ctx["b_bare"] = run_target("bare", bare, rate, store=False)
+        ctx["b_slipway"] = run_target("Slipway", slipway, rate, store=True)
+
+        a_sw, a_bare, b_sw = ctx["a_slipway"], ctx["a_bare"], ctx["b_slipway"]
+        target_ok = (a_sw.rate >= TARGET_RATIO * a_bare.rate and b_sw.p99_ms < TARGET_P99_MS)
+        want_profile = args.profile == "always" or (args.profile == "auto" and not target_ok)
+        if want_profile and not pyspy:
+            ctx["profile_note"] = ("Profile: not taken, py-spy is not installed "
+                                   "(`.venv/bin/pip install py-spy`, then re-run).")
+            log("target missed; install py-spy into the venv for a profile")
+        elif want_profile and wrk:
+            log("profiling Slipway's workers with py-spy during an extra run (a)")
+            db.reset()
+            redis.flush()
+            secs = max(5, min(D, 10))
+            tag = secrets.token_hex(4)
+
+            def load() -> dict[str, Any]:
+                return wrk.run(slipway.port, args.connections, secs + 2, n_warm, n_main, False, tag)
+
+            prof = profile_slipway(pyspy, slipway, load, secs, workdir)
+            lr = prof["load"]
+            prof["rate"] = lr["n202"] / (lr["duration_us"] / 1e6)
+            prof["workers"] = opts["workers"]
+            prof["how"] = (f"Two `py-spy record --subprocesses --nonblocking --rate 100` samplers (one with `--idle`, one "
+                           f"with `--gil`) on the gunicorn master for {secs} s while wrk ran the load of (a) "
+                           f"(`-c{args.connections}`; {prof['rate']:,.0f} stored/s under the samplers).")
+            ctx["profile"] = prof
+            wall = prof["wall"]
+            log("profile (wall): " + "; ".join(f"{n} {100 * c / wall['samples']:.0f} %"
+                                              for n, c in sorted(wall["parts"].items(), key=lambda kv: -kv[1])[:8]))
+
+        ctx.update(
+            date=dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), machine=machine_facts(),
+            versions=versions(db, redis, wrk.version if wrk else None), command=command_line(),
+            workers=opts["workers"], worker_class=opts["worker_class"], pg_settings=pg_settings(db),
+            redis_db=redis.index, slipway_state=chk_sw["state"], checks_slipway=chk_sw["checks"],
+            checks_bare=chk_bare["checks"], body_size=reqs.body_size, connections=args.connections,
+            busy_before=busy_before,
+            gen_a=(wrk.settings(args.connections, D) if wrk else
+                   f"Python closed loop (bench/ingest.py drive(): one selector loop, non-blocking sockets), "
+                   f"{args.connections} connections, {D} s after a {WARMUP_S} s warm-up; latency from the connect"),
+            gen_b=(f"Python open-loop generator in the benchmark process (bench/ingest.py drive(): one selector loop, "
+                   f"non-blocking sockets, a new connection per request as with wrk against gunicorn sync), request i due at t0 + i/rate with "
+                   f"rate = {TARGET_RATIO} × the bare receiver's rate in (a) = {rate:,.0f} req/s, {PACED_WARMUP_S} s "
+                   f"lead-in then {D} s measured, at most 256 requests in flight (later ones wait and their wait "
+                   "counts); latency from the due time to the answer's last byte, including the connect"),
+        )
+    finally:
+        signal.alarm(0)
+        for s in servers:
+            with contextlib.suppress(Exception):
+                s.stop()
+        if redis:
+            with contextlib.suppress(Exception):
+                redis.close()
+                log(f"flushed Redis db {redis.index}")
+        if db:
+            try:
+                db.drop()
+            except Exception as exc:  # noqa: BLE001
+                log(f"could not drop database {db.name}: {exc}")
+
+    section = render_section(ctx, existing_notes())
+    print(section)
+    if args.no_write:
+        log("--no-write: docs/benchmarks.md left as it was")
+    else:
+        write_doc(section)
+        log(f"wrote the Ingest section of {DOC.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("interrupted; servers stopped, database dropped")
+        sys.exit(130)
+    except BenchError as exc:
+        log(f"FAILED: {exc}")
+        sys.exit(1)
