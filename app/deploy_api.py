@@ -141,11 +141,22 @@ def _json_body() -> Any:
     """The decoded JSON body: 415 unless JSON, 413 over the limit, 400 when it does not decode."""
     if not is_json_type(request.mimetype):
         raise Refusal(415, "Content-Type must be application/json")
+    return decode_json(_read_body())
+
+
+def _read_body() -> bytes:
+    """The body, refused with 413 past the limit; a chunked body too, which werkzeug would silently cut short."""
+    chunks, size = [], 0
     try:
-        raw = request.get_data(cache=False)
+        stream = request.stream  # 413 at once from Content-Length
+        while chunk := stream.read(64 * 1024):
+            size += len(chunk)
+            if size > API_BODY_LIMIT:
+                raise RequestEntityTooLarge()
+            chunks.append(chunk)
     except RequestEntityTooLarge:
         raise Refusal(413, f"request body is larger than {API_BODY_LIMIT // (1024 * 1024)} MiB") from None
-    return decode_json(raw)
+    return b"".join(chunks)
 
 
 def is_json_type(mimetype: str) -> bool:

@@ -60,16 +60,17 @@ def _bucket() -> str:
 
 
 def _rate(rt: Runtime) -> str:
-    """The authenticated key's rate."""
-    return rate_for(g.api_key.rate, rt.settings.key_rate)
+    """The authenticated key's rate (flask-limiter also asks before any view ran: then the default)."""
+    key = g.get("api_key")
+    return rate_for(key.rate if key else None, rt.settings.key_rate)
 
 
 def _tidy_retry_after(response: Response) -> Response:
-    """Keep Retry-After for 429s only, and never below one second (a zero invites an instant retry)."""
+    """Drop the limiter's Retry-After from successes; on a 429 never below one second (zero invites a hammering)."""
     value = response.headers.get("Retry-After")
     if value is None:
         return response
-    if response.status_code != 429:
+    if response.status_code < 300:
         del response.headers["Retry-After"]
     elif value.isdigit() and int(value) < 1:
         response.headers["Retry-After"] = "1"

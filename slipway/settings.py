@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     max_attempts: int = 6                 # retryable failures before a delivery is failed
     key_rate: str = "120/minute"          # default per-key rate limit of the deploy and read APIs
     allow_private_urls: bool = False      # SSRF rule for URLs Slipway fetches (provisioner http)
+    provisioner_secret: SecretStr | None = None  # signs http provisioner requests; default: the first WEBHOOK_SECRET
 
     @field_validator("webhook_secret", mode="before")
     @classmethod
@@ -57,7 +58,8 @@ class Settings(BaseSettings):
             return [s.strip() for s in value.split(",") if s.strip()]
         return value
 
-    @field_validator("redis_url", "app_id", "private_key", "private_key_path", "slipway_config", mode="before")
+    @field_validator("redis_url", "app_id", "private_key", "private_key_path", "slipway_config", "provisioner_secret",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """Treat `VAR=` as unset, as shells and .env files commonly do."""
@@ -87,6 +89,13 @@ class Settings(BaseSettings):
     def github_enabled(self) -> bool:
         """GitHub actions need both the App id and its key."""
         return self.app_id is not None and self.private_key_pem is not None
+
+    @property
+    def provisioner_secret_bytes(self) -> bytes:
+        """The key of the Standard Webhooks signature on http provisioner requests."""
+        if self.provisioner_secret is not None:
+            return self.provisioner_secret.get_secret_value().encode()
+        return (self.secrets or [""])[0].encode()
 
     @property
     def secrets(self) -> list[str]:

@@ -676,7 +676,7 @@ class FakeGitHub:
         if fault is not None and fault.drop:
             self._drop(handler)
             return
-        call.status = self._send(handler, answer, headers)
+        self._send(handler, answer, call)
 
     def _answer(self, request: Request) -> Answer:
         """Route under the state lock; a crash of the fake becomes a 500 and an entry in `errors`."""
@@ -717,9 +717,9 @@ class FakeGitHub:
         except OSError:
             pass
 
-    def _send(self, handler: BaseHTTPRequestHandler, answer: Answer, request_headers: dict[str, str]) -> int:
-        """Write an answer with GitHub's standard headers; return the status sent."""
-        status, body = answer.status, answer.body
+    def _send(self, handler: BaseHTTPRequestHandler, answer: Answer, call: Call) -> None:
+        """Write an answer with GitHub's standard headers, recording its status in `call` first."""
+        status, body, request_headers = answer.status, answer.body, call.headers
         data = body if isinstance(body, bytes) else (b"" if body is None else
                                                       (body if isinstance(body, str) else json.dumps(body)).encode())
         extra = {k.lower(): v for k, v in answer.headers.items()}
@@ -735,6 +735,8 @@ class FakeGitHub:
         if status not in (204, 304):
             base["content-type"] = "application/json; charset=utf-8"
         merged = {**base, **extra}
+        with self._lock:  # before the first byte: the client may look at `calls` as soon as it reads
+            call.status = status
         handler.send_response(status)
         for name, value in merged.items():
             handler.send_header(name, value)
@@ -743,7 +745,6 @@ class FakeGitHub:
         handler.end_headers()
         if data and status not in (204, 304):
             handler.wfile.write(data)
-        return status
 
     def _rate_headers(self, request_headers: dict[str, str], *, counted: bool) -> dict[str, str]:
         """Return the x-ratelimit-* and request-id headers for the caller's bucket."""

@@ -42,6 +42,10 @@ class Outcome:
         return cls("ignored", why)
 
 
+class Ignored(Exception):
+    """Nothing to act on (raised from deep inside a handler); the delivery ends `ignored` with the reason."""
+
+
 class RetryLater(Exception):
     """A transient failure: try the whole delivery again after `after` seconds (None = backoff)."""
 

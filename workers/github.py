@@ -343,6 +343,14 @@ class Repo:
             return None
         return base64.b64decode(data.get("content", "")).decode("utf-8", "replace")
 
+    def commit_sha(self, ref: str) -> str:
+        """The commit a branch, tag or sha points at."""
+        return self._run(lambda gh: gh.rest.repos.get_commit(self.owner, self.name, ref)).json()["sha"]
+
+    def default_branch(self) -> str:
+        """The repository's default branch."""
+        return self._run(lambda gh: gh.rest.repos.get(self.owner, self.name)).json().get("default_branch") or "main"
+
     def dispatch_workflow(self, workflow: str, ref: str, inputs: dict[str, str]) -> None:
         """Run a workflow_dispatch workflow."""
         self._run(lambda gh: gh.rest.actions.create_workflow_dispatch(
@@ -363,3 +371,13 @@ class Repo:
         path = callback_url.split("/repos/", 1)[-1]
         self._run(lambda gh: gh.request("POST", f"/repos/{path}", json={
             "environment_name": environment, "state": state, "comment": comment[:1024]}))
+
+
+def pull(repo: Repo, number: int) -> dict[str, Any] | None:
+    """The pull request as GitHub has it now (None when it is gone)."""
+    try:
+        return repo._run(lambda gh: gh.rest.pulls.get(repo.owner, repo.name, number)).json()
+    except GitHubRefused as exc:
+        if exc.status == 404:
+            return None
+        raise

@@ -7,7 +7,7 @@ import logging
 
 from slipway import runtime
 from workers import inbox
-from workers.events import Event, Outcome, Permanent, RetryLater
+from workers.events import Event, Ignored, Outcome, Permanent, RetryLater
 from workers.registry import get_handler
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,8 @@ def process_delivery(guid: str) -> str:
     extra = {"delivery": guid, "event": claimed.event, "attempt": claimed.attempts}
     try:
         outcome = dispatch(rt, claimed)
+    except Ignored as exc:
+        outcome = Outcome.ignored(str(exc))
     except RetryLater as exc:
         state = inbox.retry_later(rt.engine, claimed, exc.after, str(exc), rt.settings.max_attempts)
         log.warning("delivery will be retried", extra={**extra, "error": str(exc), "after": exc.after})

@@ -150,10 +150,9 @@ def match_target(conn: Connection, target: Target, exclude: int | None) -> Match
     """Is the target known (installed repository, or reported before)? If not, the closest known name."""
     if target.kind == "repository":
         return _match_repository(conn, target.name, exclude)
-    known = _recorded(conn, Deployment.service, target.name, exclude)
-    if known:
+    if _recorded(conn, Deployment.service, target.name, exclude):
         return Match(target.name, True, None, None)
-    return Match(target.name, False, suggest(target.name, _names(conn, Deployment.service)), None)
+    return Match(target.name, False, _suggest(target.name, _names(conn, Deployment.service)), None)
 
 
 def _match_repository(conn: Connection, name: str, exclude: int | None) -> Match:
@@ -168,7 +167,12 @@ def _match_repository(conn: Connection, name: str, exclude: int | None) -> Match
     spelling = next((k for k in known if k.casefold() == name.casefold()), None)
     if spelling is not None:
         return Match(spelling, True, None, None)
-    return Match(name, False, suggest(name, known), None)
+    return Match(name, False, _suggest(name, known), None)
+
+
+def _suggest(name: str, known: list[str]) -> str | None:
+    """The closest known name other than the name itself (a repeated report finds its own first record)."""
+    return suggest(name, [k for k in known if k != name])
 
 
 def _grants(conn: Connection, name: str) -> list[tuple[str, int | None]]:

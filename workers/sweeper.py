@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from slipway.runtime import Runtime
 from workers import inbox
+from workers.expiry import start_due_work
 
 log = logging.getLogger(__name__)
 
@@ -18,11 +19,13 @@ class SweepResult:
 
     queued: int
     failed: int
+    started: int = 0  # GitOps jobs started (freeze ended, preview expired)
 
 
 def sweep_once(rt: Runtime) -> SweepResult:
     """One pass: fail what has no attempts left, queue what is stranded."""
     failed = inbox.fail_exhausted(rt.engine, rt.settings.max_attempts)
+    started = start_due_work(rt)
     queued = 0
     while True:
         guids = inbox.take_stranded(rt.engine, rt.settings.requeue_after_seconds)
@@ -35,9 +38,9 @@ def sweep_once(rt: Runtime) -> SweepResult:
             log.warning("queue unavailable during sweep", extra={"error": str(exc), "count": len(guids)})
             break
         queued += len(guids)
-    if queued or failed:
-        log.info("sweep", extra={"queued": queued, "failed": failed})
-    return SweepResult(queued, failed)
+    if queued or failed or started:
+        log.info("sweep", extra={"queued": queued, "failed": failed, "started": started})
+    return SweepResult(queued, failed, started)
 
 
 class Sweeper:

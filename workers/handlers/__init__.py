@@ -1,3 +1,12 @@
 """Handlers, one module per event family; importing this package registers them all."""
 
-from workers.handlers import deployments, installations, mirror, ping  # noqa: F401
+from workers.handlers import (  # noqa: F401
+    checks,
+    deployments,
+    installations,
+    internal,
+    ping,
+    protection,
+    pull_requests,
+    refs,
+)

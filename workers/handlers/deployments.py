@@ -32,4 +32,22 @@ def on_deployment_status(event: Event) -> Outcome:
                             source="github", delivery_guid=event.guid)
     if not new:
         return Outcome("done", f"status {st.get('id')} already recorded")
+    if st["state"] in ("failure", "error") and event.rt.settings.github_enabled:
+        rolled = _rollback(event, dep_id, st["state"])
+        if rolled:
+            return Outcome("done", f"status {st['state']} recorded; rollback {rolled}")
     return Outcome("done", f"status {st['state']} of deployment {dep['id']} recorded")
+
+
+def _rollback(event: Event, dep_id: int, state: str) -> str | None:
+    """Automatic rollback (environments with rollback_on_failure)."""
+    from workers import gitops, repoconfig
+    from workers.events import Ignored
+    from workers.handlers.common import default_branch, repo_for
+
+    try:
+        repo = repo_for(event)
+    except Ignored:
+        return None
+    cfg = repoconfig.load(event.rt, repo, default_branch(event))
+    return gitops.maybe_rollback(event.rt, repo, cfg, dep_id, state, event.guid)

@@ -48,6 +48,8 @@ def on_mirror(event: Event) -> Outcome:
         installation_id = active_installation(conn, row.repository) if row and row.repository else None
     if row is None:
         return Outcome.ignored(f"deployment {dep_id} no longer exists")
+    if row.key is None:  # only GitHub's own deployments lack a key, and they are in GitHub already
+        return Outcome.ignored(f"deployment {dep_id} came from GitHub; nothing to mirror")
     if installation_id is None:
         return Outcome.ignored(f"{row.repository or row.service} is not a repository the App is installed on now")
     sha, ref = github_ref(row.sha, row.ref)

@@ -1,0 +1,48 @@
+"""What GitOps handlers share: the guard that finds the repository client, and small payload readers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session
+
+from models import Decision, Installation
+from models.base import utcnow
+from workers.events import Event, Ignored
+from workers.github import Repo
+
+
+def repo_for(event: Event) -> Repo:
+    """The GitHub client for the event's repository, or Ignored when Slipway may not act on it."""
+    if not event.rt.settings.github_enabled:
+        raise Ignored("GitHub actions are off: APP_ID and PRIVATE_KEY are not set")
+    if not event.installation_id or not event.repository:
+        raise Ignored("the payload names no installation or repository")
+    with Session(event.rt.engine) as session:
+        inst = session.get(Installation, event.installation_id)
+    if inst is not None and not inst.active:
+        raise Ignored(f"installation {event.installation_id} is suspended or deleted")
+    return event.rt.github().repo(event.installation_id, event.repository)
+
+
+def default_branch(event: Event) -> str:
+    """The repository's default branch as the payload states it."""
+    repo = event.payload.get("repository") or {}
+    return str(repo.get("default_branch") or repo.get("master_branch") or "main")
+
+
+def record_skip(event: Event, environment: str, sha: str | None, reasons: list[str]) -> None:
+    """Store a `skip` decision that needs no candidate (a draft PR, a fork, previews off)."""
+    with event.rt.engine.begin() as conn:
+        conn.execute(Decision.__table__.insert().values(
+            repository=event.repository or "", environment=environment, sha=sha, verdict="skip", reasons=reasons,
+            delivery_guid=event.guid, created_at=utcnow()))
+
+
+def get(obj: Any, *path: str) -> Any:
+    """payload["a"]["b"] that is None instead of raising on a missing or null level."""
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj

@@ -1,0 +1,59 @@
+"""Each repository's `.github/slipway.yml`: fetched from the default branch, cached, validated, reported."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import select
+
+from models import RepoConfig as ConfigRow
+from models.base import utcnow
+from models.db import upsert
+from slipway.runtime import Runtime
+from workers.github import Repo
+from workers.policy import CONFIG_PATH, RepoConfig, config_status, merge_config, parse_config
+from workers.policy.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def server_defaults(rt: Runtime) -> RepoConfig | None:
+    """SLIPWAY_CONFIG, parsed once per process (an invalid file is an operator error: it fails loudly)."""
+    if "server_config" not in rt.extras:
+        path: Path | None = rt.settings.slipway_config
+        rt.extras["server_config"] = parse_config(path.read_text()) if path else None
+    return rt.extras["server_config"]
+
+
+def load(rt: Runtime, repo: Repo, default_branch: str, *, refresh: bool = False,
+         status_sha: str | None = None) -> RepoConfig:
+    """The repository's effective configuration; the last good file stays in force while the new one is invalid."""
+    with rt.engine.connect() as conn:
+        row = conn.execute(select(ConfigRow).where(ConfigRow.repository == repo.full_name)).first()
+    if row is None or refresh:
+        row = _fetch(rt, repo, default_branch, status_sha, previous=row)
+    good = parse_config(row.good_text) if row.good_text else None
+    return merge_config(server_defaults(rt), good)
+
+
+def _fetch(rt: Runtime, repo: Repo, default_branch: str, status_sha: str | None, previous: object) -> ConfigRow:
+    """Read the file now, keep it, and tell the author on the commit when it is invalid (or fixed)."""
+    text = repo.file_text(CONFIG_PATH, ref=default_branch)
+    error: ConfigError | None = None
+    try:
+        if text is not None:
+            parse_config(text)
+    except ConfigError as exc:
+        error = exc
+    good = (previous.good_text if previous is not None else None) if error else text  # type: ignore[attr-defined]
+    values = {"repository": repo.full_name, "text": text, "good_text": good,
+              "error": str(error) if error else None, "fetched_at": utcnow()}
+    with rt.engine.begin() as conn:
+        upsert(conn, ConfigRow, values, keys=["repository"], update=["text", "good_text", "error", "fetched_at"])
+    if status_sha and (error or (previous is not None and previous.error)):  # type: ignore[attr-defined]
+        state, description = config_status(error)
+        repo.create_commit_status(status_sha, state=state, context="slipway/config", description=description)
+    if error:
+        log.warning("invalid repository configuration", extra={"repository": repo.full_name, "error": str(error)})
+    return ConfigRow(**values)
