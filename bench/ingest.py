@@ -677,9 +677,9 @@ def drive(port: int, reqs: Requests, tag: str, first_seq: int, seconds: float, *
             while issued < total and t0 + issued / rate <= now:  # type: ignore[operator]
                 waiting.append(t0 + issued / rate)
                 issued += 1
-            while waiting and inflight < max_inflight:
+            while waiting and inflight < max_inflight and now <= t_stop + drain:
                 start(waiting.popleft())
-            if issued >= total and not waiting and (inflight == 0 or now > t_stop + drain):  # type: ignore[operator]
+            if now > t_stop + drain or (issued >= total and not waiting and inflight == 0):  # type: ignore[operator]
                 break
             timeout = max(0.0, t0 + issued / rate - now) if issued < total else 0.05  # type: ignore[operator]
         else:
@@ -706,6 +706,7 @@ def drive(port: int, reqs: Requests, tag: str, first_seq: int, seconds: float, *
                     start(time.monotonic())
     for key in list(sel.get_map().values()):  # what did not finish within the drain time
         finish(key.data, 0)
+    errors += sum(1 for due in waiting if due >= t_measure)  # due but never sent: the generator gave up
     sel.close()
     end = time.monotonic()
     lat.sort()
@@ -1078,7 +1079,7 @@ def command_line() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     D = args.duration
-    budget = 90 + 2 * (WARMUP_S + D + 3) + 2 * (PACED_WARMUP_S + D + 6) + (D + 25)
+    budget = 60 + 2 * (WARMUP_S + D + 3) + 2 * (PACED_WARMUP_S + D + 6) + (D + 25)
     log(f"time budget {budget} s after the quiet wait (stops itself after that)")
 
     def on_alarm(*_: object) -> None:
@@ -1089,6 +1090,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGALRM, on_alarm)
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
 
     wrk_exe = None if args.python_generator else shutil.which("wrk")
     pyspy = shutil.which("py-spy", path=f"{BIN}:{os.environ.get('PATH', '')}")
@@ -1260,6 +1262,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         signal.alarm(0)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for s in servers:
             with contextlib.suppress(Exception):
                 s.stop()
@@ -1272,6 +1276,8 @@ def main(argv: list[str] | None = None) -> int:
                 db.drop()
             except Exception as exc:  # noqa: BLE001
                 log(f"could not drop database {db.name}: {exc}")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     section = render_section(ctx, existing_notes())
     print(section)

@@ -82,3 +82,79 @@ def deployment_status_event(dep: dict[str, Any], status_id: int, state: str, cre
               "environment_url": environment_url, "log_url": log_url, "target_url": log_url,
               "created_at": created_at, "updated_at": created_at, "creator": {"login": "ci-bot", "id": 2}}
     return event("created", deployment=dep, deployment_status=status)
+
+
+def sha(n: int | str) -> str:
+    """A distinct 40-hex commit id."""
+    import hashlib
+
+    return hashlib.sha1(f"commit-{n}".encode()).hexdigest()
+
+
+def push(ref: str = "refs/heads/main", after: str | None = None, *, pushed_at: int = 1_800_000_000,
+         changed: list[str] | None = None, repo: str = REPO) -> dict[str, Any]:
+    """A push event."""
+    after = after or sha(1)
+    payload = event(None, repo=repo, ref=ref, before="0" * 40, after=after, created=False, deleted=False,
+                    forced=False, commits=[{"id": after, "added": [], "removed": [], "modified": changed or []}],
+                    head_commit={"id": after, "timestamp": "2026-01-01T10:00:00Z"}, pusher={"name": "octocat"})
+    payload["repository"]["pushed_at"] = pushed_at
+    return payload
+
+
+def pull_request(action: str, number: int = 7, head_sha: str | None = None, *, head_ref: str = "feature/login",
+                 draft: bool = False, labels: list[str] | None = None, fork: bool = False, state: str = "open",
+                 merged: bool = False, updated_at: str = "2026-01-01T10:00:00Z", label: str | None = None,
+                 repo: str = REPO) -> dict[str, Any]:
+    """A pull_request event."""
+    head_repo = repository("someone/fork" if fork else repo)
+    pr = {"number": number, "state": state, "draft": draft, "merged": merged, "updated_at": updated_at,
+          "labels": [{"name": n} for n in labels or []],
+          "head": {"sha": head_sha or sha(2), "ref": head_ref, "repo": head_repo},
+          "base": {"sha": sha(1), "ref": "main", "repo": repository(repo)}}
+    extra: dict[str, Any] = {"number": number, "pull_request": pr}
+    if label:
+        extra["label"] = {"name": label}
+    return event(action, repo=repo, **extra)
+
+
+def check_run(head_sha: str, name: str = "test", conclusion: str = "success") -> dict[str, Any]:
+    """A check_run.completed event."""
+    return event("completed", check_run={"id": next(_ids), "name": name, "status": "completed",
+                                         "conclusion": conclusion, "head_sha": head_sha,
+                                         "app": {"slug": "github-actions"}})
+
+
+def status(commit_sha: str, context: str, state: str) -> dict[str, Any]:
+    """A status event."""
+    return event(None, sha=commit_sha, context=context, state=state, id=next(_ids), description="", branches=[])
+
+
+def ref_event(ref: str, ref_type: str = "branch") -> dict[str, Any]:
+    """A create or delete event (short ref names, as GitHub sends them)."""
+    return event(None, ref=ref, ref_type=ref_type, master_branch="main", pusher_type="user")
+
+
+def release(action: str, tag: str = "v1.0.0", *, prerelease: bool = False) -> dict[str, Any]:
+    """A release event."""
+    return event(action, release={"id": next(_ids), "tag_name": tag, "target_commitish": "main", "name": tag,
+                                  "draft": False, "prerelease": prerelease, "published_at": "2026-01-02T10:00:00Z",
+                                  "created_at": "2026-01-02T09:00:00Z"})
+
+
+def workflow_run(action: str, head_sha: str, *, name: str = "Deploy", path: str = ".github/workflows/deploy.yml",
+                 status: str = "completed", conclusion: str | None = "success", run_event: str = "workflow_dispatch",
+                 run_id: int | None = None, head_branch: str = "main") -> dict[str, Any]:
+    """A workflow_run event."""
+    run_id = run_id or next(_ids)
+    return event(action, workflow_run={
+        "id": run_id, "name": name, "path": path, "status": status, "conclusion": conclusion, "head_sha": head_sha,
+        "head_branch": head_branch, "event": run_event, "run_attempt": 1,
+        "html_url": f"https://github.com/{REPO}/actions/runs/{run_id}", "head_repository": {"full_name": REPO},
+        "updated_at": "2026-01-01T10:05:00Z"})
+
+
+def protection_rule(environment: str, commit_sha: str, run_id: int = 4711) -> dict[str, Any]:
+    """A deployment_protection_rule.requested event."""
+    return event("requested", environment=environment, event="push", ref="refs/heads/main", sha=commit_sha,
+                 deployment_callback_url=f"https://api.github.com/repos/{REPO}/actions/runs/{run_id}/deployment_protection_rule")

@@ -811,6 +811,15 @@ def test_mirror_skips_an_installation_suspended_since(installed: Any, gh_client:
     assert fake_github.calls_to("POST", r"/deployments") == []
 
 
+def test_workers_know_the_mirror_job() -> None:
+    """A fresh worker process (which imports only workers.handlers) has a handler for slipway.mirror."""
+    import subprocess
+    import sys
+
+    code = "from workers.registry import get_handler; import sys; sys.exit(get_handler('slipway.mirror', None) is None)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
 # --------------------------------------------------------------------------- pure decisions
 
 

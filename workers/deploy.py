@@ -20,6 +20,9 @@ from workers.github import Repo
 from workers.record import SLIPWAY_PAYLOAD, ensure_environment, parse_time, record_status, slipway_payload
 
 
+TRANSIENT_KINDS = ("preview", "branch")  # environments that are torn down: "destroyed" in GitHub's UI when inactive
+
+
 @dataclass(frozen=True)
 class Planned:
     """A deployment Slipway wants in GitHub."""
@@ -46,7 +49,7 @@ def _local(engine: Engine, p: Planned, installation_id: int | None) -> Any:
         insert_ignore(conn, Deployment, {
             "key": p.key, "repository": p.repository, "environment": p.environment, "sha": p.sha, "ref": p.ref,
             "version": p.version, "task": p.task, "status": "pending", "source": p.source,
-            "description": p.description, "transient": p.kind == "preview", "production": p.production,
+            "description": p.description, "transient": p.kind in TRANSIENT_KINDS, "production": p.production,
             "environment_url": p.environment_url, "installation_id": installation_id,
             "delivery_guid": p.delivery_guid, "extra": p.extra, "created_at": utcnow(), "updated_at": utcnow()})
         ensure_environment(conn, p.repository, p.environment, p.kind)
@@ -63,7 +66,7 @@ def ensure_deployment(engine: Engine, repo: Repo, p: Planned) -> tuple[int, int]
     if found is None:
         payload = {SLIPWAY_PAYLOAD: {"key": p.key, "delivery": p.delivery_guid, "version": p.version}}
         found = repo.create_deployment(ref=p.sha or p.ref, environment=p.environment, payload=payload,
-                                       description=p.description, transient=p.kind == "preview",
+                                       description=p.description, transient=p.kind in TRANSIENT_KINDS,
                                        production=p.production, task=p.task)
     with engine.begin() as conn:
         conn.execute(update(Deployment).where(Deployment.id == row.id, Deployment.github_deployment_id.is_(None))

@@ -5,6 +5,7 @@ from workers.handlers import (  # noqa: F401
     deployments,
     installations,
     internal,
+    mirror,
     ping,
     protection,
     pull_requests,
