@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import click
 
@@ -171,6 +172,71 @@ def prune(older_than: str) -> None:
                              progress=lambda n: click.echo(f"deleted {n} so far", err=True))
     click.echo(f"deleted {total} deliveries")
 
+
+
+@main.command()
+@click.option("--since", default="72h", show_default=True,
+              help="How far back to look (GitHub keeps deliveries 3 days; 7 on GHES).")
+@click.option("--dry-run", is_flag=True, help="Say what would be redelivered; ask GitHub for nothing.")
+def redeliver(since: str, dry_run: bool) -> None:
+    """Ask GitHub to redeliver the App's failed deliveries that Slipway never stored (idempotent)."""
+    from workers.github import NotConfigured
+    from workers.redeliver import Stopped, redeliver_failed
+
+    settings = _settings()
+    window = parse_duration(since)
+    rt = _runtime(settings, inline=True)
+    try:
+        report = redeliver_failed(rt, window, dry_run=dry_run, progress=lambda line: click.echo(line, err=True))
+    except NotConfigured as exc:
+        raise click.ClickException(str(exc)) from None
+    except Stopped as exc:
+        click.echo(exc.report.summary())
+        raise click.ClickException(f"{exc}; run `slipway redeliver` again later") from None
+    click.echo(report.summary())
+
+
+@main.command()
+@click.option("--webhook-url", prompt="Webhook URL (https://HOST/api/github/webhooks)",
+              help="Where GitHub will send webhooks: this Slipway's /api/github/webhooks.")
+@click.option("--org", default=None, help="Register the App on this organisation instead of your account.")
+@click.option("--name", default=None, help="The App's name (default: app.yml's); names are unique on GitHub.")
+@click.option("--port", default=0, type=int, help="Local port of the setup page (default: a free one).")
+@click.option("--manifest", "manifest_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The manifest (default: ./app.yml).")
+@click.option("--env-file", "env_path", type=click.Path(dir_okay=False, path_type=Path), default=Path(".env"),
+              show_default=True)
+@click.option("--key-path", type=click.Path(dir_okay=False, path_type=Path), default=Path("slipway-private-key.pem"),
+              show_default=True)
+@click.option("--no-browser", is_flag=True, help="Only print the setup page's address.")
+def setup(webhook_url: str, org: str | None, name: str | None, port: int, manifest_path: Path | None,
+          env_path: Path, key_path: Path, no_browser: bool) -> None:
+    """Register the GitHub App from app.yml (GitHub's manifest flow) and write its credentials to .env."""
+    import webbrowser
+
+    from slipway.setup import WEBHOOK_PATH, SetupError, SetupServer
+
+    settings = _settings()
+    if not webhook_url.rstrip("/").endswith(WEBHOOK_PATH):
+        click.echo(f"note: Slipway receives webhooks at {WEBHOOK_PATH}; {webhook_url} does not end with it "
+                   "(fine for a forwarding proxy such as smee.io)", err=True)
+    try:
+        server = SetupServer(settings, webhook_url=webhook_url, env_path=env_path, key_path=key_path,
+                             manifest_path=manifest_path, org=org, name=name, port=port)
+    except (SetupError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    with server:
+        click.echo(f"Open {server.url} in your browser to register the App on GitHub (Ctrl-C to stop).", err=True)
+        if not no_browser:
+            webbrowser.open(server.url)
+        try:
+            result = server.wait()
+        except SetupError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"registered {result['name']} (App id {result['app_id']}); credentials in {result['env_path']}, "
+               f"private key in {result['key_path']} (mode 0600)")
+    if result.get("install_url"):
+        click.echo(f"next: install it on your repositories: {result['install_url']}")
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
