@@ -14,11 +14,14 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -
 
     rt = rt or build(settings)
     app = Flask(__name__)
-    app.config.update(MAX_CONTENT_LENGTH=API_BODY_LIMIT, JSON_SORT_KEYS=False)
+    app.config.update(MAX_CONTENT_LENGTH=API_BODY_LIMIT, SECRET_KEY=rt.settings.session_secret,
+                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["slipway"] = rt
     errors.register(app)
     limits.init_app(app, rt)
     for bp in (webhooks.bp, health.bp, inbox_api.bp, deploy_api.bp):
         app.register_blueprint(bp)
+    app.register_blueprint(__import__("app.dashboard").dashboard.bp)  # GET /, /login, /logout, /settings/keys
+    __import__("app.metrics").metrics.init_app(app, rt)  # /metrics (unless METRICS_ENABLED=false) + GitHub call counts
     return app

@@ -81,13 +81,22 @@ def find_key(engine: Engine, plaintext: str) -> KeyInfo | None:
     """The active key with this plaintext, or None (unknown and revoked look the same)."""
     if not plaintext or len(plaintext) > 200:
         return None
-    digest = hash_key(plaintext)
+    return _active(engine, ApiKey.key_hash == hash_key(plaintext))
+
+
+def find_key_by_id(engine: Engine, key_id: int) -> KeyInfo | None:
+    """The active key with this id (a dashboard session remembers the key it signed in with)."""
+    return _active(engine, ApiKey.id == key_id)
+
+
+def _active(engine: Engine, where: Any) -> KeyInfo | None:
+    """One active key matching the condition."""
     with engine.connect() as conn:
-        row = conn.execute(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))).first()
+        row = conn.execute(select(ApiKey).where(where, ApiKey.revoked_at.is_(None))).first()
     if row is None:
         return None
     return KeyInfo(row.id, row.name, row.scope, tuple(row.environments) if row.environments else None,
-                   row.rate, digest)
+                   row.rate, row.key_hash)
 
 
 def presented_key() -> str:
@@ -99,8 +108,16 @@ def presented_key() -> str:
 
 
 def authenticate(action: str) -> KeyInfo:
-    """The request's key if it may do `action`; 401 (one body for every key problem) or 403."""
-    key = find_key(runtime().engine, presented_key())
+    """The request's key (or the dashboard session's) if it may do `action`; 401 (one body for every problem) or 403."""
+    from flask import session
+
+    presented = presented_key()
+    if presented:
+        key = find_key(runtime().engine, presented)
+    else:
+        # A revoked key ends its sessions at once: the session only remembers which key signed in.
+        key_id = session.get("key_id")
+        key = find_key_by_id(runtime().engine, int(key_id)) if isinstance(key_id, int) else None
     if key is None:
         raise ApiError(401, "unauthorized", "missing or invalid API key")
     if not key.may(action):

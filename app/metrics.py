@@ -234,4 +234,4 @@ def metrics() -> Response:
     """The Prometheus text exposition."""
     from flask import current_app
 
-    return Response(generate_latest(current_app.extensions["slipway_metrics"]), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(current_app.extensions["slipway_metrics"]), content_type=CONTENT_TYPE_LATEST)

@@ -65,6 +65,7 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
 
     rt = runtime.build(settings)
     runtime.install(rt)
+    __import__("app.metrics").metrics.install_hooks(rt)  # count this worker's GitHub answers in Redis for /metrics
     transport: Any = rt.transport
     sweep_once(rt)  # pick up whatever waited while no worker ran
     sweeper = Sweeper(rt).start()

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     max_attempts: int = 6                 # retryable failures before a delivery is failed
     key_rate: str = "120/minute"          # default per-key rate limit of the deploy and read APIs
     allow_private_urls: bool = False      # SSRF rule for URLs Slipway fetches (provisioner http)
+    secret_key: SecretStr | None = None   # signs dashboard sessions; default: derived from WEBHOOK_SECRET
     provisioner_secret: SecretStr | None = None  # signs http provisioner requests; default: the first WEBHOOK_SECRET
 
     @field_validator("webhook_secret", mode="before")
@@ -59,6 +60,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("redis_url", "app_id", "private_key", "private_key_path", "slipway_config", "provisioner_secret",
+                     "secret_key",
                      mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -89,6 +91,17 @@ class Settings(BaseSettings):
     def github_enabled(self) -> bool:
         """GitHub actions need both the App id and its key."""
         return self.app_id is not None and self.private_key_pem is not None
+
+    @property
+    def session_secret(self) -> bytes:
+        """The key that signs dashboard session cookies; the same in every process of one deployment."""
+        import hashlib
+        import hmac
+
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        seed = (self.secrets or [""])[0] or self.database_url
+        return hmac.new(seed.encode(), b"slipway dashboard session", hashlib.sha256).digest()
 
     @property
     def provisioner_secret_bytes(self) -> bytes:

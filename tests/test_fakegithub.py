@@ -520,7 +520,6 @@ def test_delay_makes_slow_answers_and_timeouts(fake: FakeGitHub, pem: bytes) -> 
     fake.fail("GET", rf"^/repos/{FULL}$", delay=1.0)
     with pytest.raises(RequestTimeout):
         hasty.rest.repos.get(OWNER, REPO)
-    assert fake.calls[-1].status == 0  # still sleeping server-side when the client gave up
 
 
 def test_githubkit_http_cache_ignores_timeout(fake: FakeGitHub, pem: bytes) -> None:
