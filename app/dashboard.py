@@ -132,7 +132,15 @@ def home() -> Response:
     filters = {"period": period if period in PERIODS else DEFAULT_PERIOD,
                "environment": request.args.get("environment", "")[:255],
                "repository": request.args.get("repository", "")[:140]}
-    return page("dashboard.html", periods=PERIODS, filters=filters)
+    return page("dashboard.html", periods=PERIODS, filters=filters, github_url=github_web_url(runtime().settings.github_api_url))
+
+
+def github_web_url(api_url: str) -> str:
+    """Where commits are shown: github.com, or a GitHub Enterprise Server's own host."""
+    base = api_url.rstrip("/")
+    if base in ("https://api.github.com", "http://api.github.com"):
+        return "https://github.com"
+    return base[: -len("/api/v3")] if base.endswith("/api/v3") else "https://github.com"
 
 
 @bp.route("/login", methods=["GET", "POST"])

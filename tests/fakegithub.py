@@ -382,6 +382,7 @@ class FakeGitHub:
         self.gate_reviews: list[dict[str, Any]] = []
         self.redeliveries: list[int] = []
         self.deleted_environments: list[dict[str, str]] = []
+        self.pulls: dict[tuple[str, int], dict[str, Any]] = {}
 
         self._lock = threading.RLock()
         self._ids = {kind: itertools.count(start) for kind, start in (
@@ -510,6 +511,23 @@ class FakeGitHub:
     def branch_sha(self, full_name: str, branch: str) -> str:
         """Return the sha a branch points at."""
         return self._repo(full_name).branches[branch]
+
+    def set_pull(self, full_name: str, number: int, head_sha: str, *, state: str = "open", draft: bool = False,
+                 head_ref: str = "feature/login", labels: tuple[str, ...] = (), merged: bool = False,
+                 head_repo: str | None = None) -> None:
+        """Say what GET /repos/{o}/{r}/pulls/{number} answers now (the pull request's current state)."""
+        with self._lock:
+            repo = self._repos[full_name.lower()]
+            head_full = head_repo or full_name
+            self.pulls[(full_name.lower(), number)] = {
+                "url": f"https://api.github.com/repos/{full_name}/pulls/{number}", "id": 90000 + number,
+                "number": number, "state": state, "draft": draft, "merged": merged, "title": f"PR {number}",
+                "labels": [{"name": name} for name in labels], "updated_at": _iso(_now()),
+                "head": {"ref": head_ref, "sha": head_sha, "label": f"{head_full.split('/')[0]}:{head_ref}",
+                         "repo": {"full_name": head_full, "name": head_full.split("/")[1]}},
+                "base": {"ref": repo.default_branch, "sha": repo.branches.get(repo.default_branch),
+                         "repo": {"full_name": full_name, "name": repo.name}},
+            }
 
     def set_file(self, full_name: str, path: str, text: str | bytes, ref: str | None = None) -> None:
         """Store a file for the contents API; ref None = the default branch."""
@@ -1797,6 +1815,25 @@ class FakeGitHub:
         return Answer(204)
 
     # ---- contents -----------------------------------------------------------------------------
+
+    @route("GET", r"{repo}/pulls/(?P<number>\d+)", permission=("pull_requests", "read"))
+    def _get_pull(self, request: Request) -> Answer:
+        """GET /repos/{o}/{r}/pulls/{number}: what set_pull() stored (the fake keeps no PR state of its own)."""
+        assert request.repo is not None
+        found = self.pulls.get((request.repo.full_name.lower(), request.int_param("number")))
+        if found is None:
+            raise _not_found()
+        return Answer(200, found)
+
+    @route("GET", r"{repo}/commits/(?P<ref>[^/]+)", permission=("contents", "read"))
+    def _get_commit(self, request: Request) -> Answer:
+        """GET /repos/{o}/{r}/commits/{ref}: the commit a branch, tag or sha names."""
+        assert request.repo is not None
+        sha = self._resolve_ref(request.repo, request.params["ref"])
+        if sha is None:
+            raise ApiError(422, f"No commit found for SHA: {request.params['ref']}")
+        return Answer(200, {"sha": sha, "node_id": _node_id("Commit", sha), "url": f"{self.url}/repos/"
+                            f"{request.repo.full_name}/commits/{sha}", "commit": {"message": "commit"}})
 
     @route("GET", r"{repo}/contents/(?P<path>.+)", permission=("contents", "read"))
     def _get_contents(self, request: Request) -> Answer:

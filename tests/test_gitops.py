@@ -369,3 +369,59 @@ def test_each_injected_failure_ends_right(gh_rt, hooks, fake_github, inject, fin
     assert len(fake_github.deployments.get(REPO, [])) == (1 if final == "done" else 0)
     if final == "failed":
         assert row.error and ("GitHub answered" in row.error or "suspended" in row.error)
+
+
+def test_stale_pull_request_event_changes_nothing(gh_rt, hooks, fake_github) -> None:
+    """A synchronize for a head that GitHub no longer has is ignored: no deployment of the old head."""
+    config(fake_github, PREVIEWS)
+    old, new = f.sha("stale-old"), f.sha("stale-new")
+    fake_github.set_pull(REPO, 7, new)
+    guid = hooks.post("pull_request", f.pull_request("synchronize", head_sha=old)).get_json()["delivery"]
+    drain(gh_rt)
+    assert posted_deployments(fake_github) == []
+    with gh_rt.engine.connect() as conn:
+        row = conn.execute(select(Delivery).where(Delivery.guid == guid)).one()
+    assert row.state == "ignored" and "stale" in row.note
+
+
+def test_late_event_after_close_leaves_no_orphan(gh_rt, hooks, fake_github) -> None:
+    """An 'opened' that arrives after the PR was closed tears down instead of deploying a preview."""
+    config(fake_github, PREVIEWS)
+    head = f.sha("late")
+    fake_github.set_pull(REPO, 7, head, state="closed")
+    send(gh_rt, hooks, "pull_request", f.pull_request("opened", head_sha=head))
+    assert posted_deployments(fake_github) == []
+    assert fake_github.calls_to("DELETE", r"/environments/pr-7$")
+
+
+def test_release_deploys_production_by_its_tag(gh_rt, hooks, fake_github) -> None:
+    """A published release deploys the tagged commit to production (built-in defaults, gate '*')."""
+    sha = f.sha("release")
+    fake_github.set_branch(REPO, "v1.0.0", sha)
+    fake_github.add_check_run(REPO, sha, "build")
+    send(gh_rt, hooks, "release", f.release("released", "v1.0.0"))
+    (body,) = posted_deployments(fake_github)
+    assert (body["environment"], body["ref"], body["production_environment"]) == ("production", sha, True)
+    send(gh_rt, hooks, "release", f.release("published", "v1.0.0"))  # the same release's other action
+    assert len(posted_deployments(fake_github)) == 1
+
+
+def test_prereleases_deploy_only_where_configured(gh_rt, hooks, fake_github) -> None:
+    """prereleases: true lets a pre-release deploy; the built-in production does not take them."""
+    config(fake_github, "environments:\n  beta:\n    on: release\n    prereleases: true\n    required_checks: []\n"
+                        "  production:\n    on: release\n    required_checks: []\n")
+    sha = f.sha("rc")
+    fake_github.set_branch(REPO, "v2.0.0-rc.1", sha)
+    send(gh_rt, hooks, "release", f.release("published", "v2.0.0-rc.1", prerelease=True))
+    assert [b["environment"] for b in posted_deployments(fake_github)] == ["beta"]
+
+
+def test_tag_push_deploys_environments_that_follow_tags(gh_rt, hooks, fake_github) -> None:
+    """on: tag with a glob: a matching tag push deploys its commit with the tag as version."""
+    config(fake_github, "environments:\n  demo:\n    on: tag\n    tags: \"demo-*\"\n    required_checks: []\n")
+    sha = f.sha("tag")
+    send(gh_rt, hooks, "push", f.push("refs/tags/demo-42", after=sha))
+    send(gh_rt, hooks, "push", f.push("refs/tags/v9", after=f.sha("other-tag")))
+    (body,) = posted_deployments(fake_github)
+    assert (body["environment"], body["ref"]) == ("demo", sha)
+    assert body["payload"]["slipway"]["version"] == "demo-42"

@@ -146,7 +146,8 @@ def test_github_calls_from_other_processes_add_up_in_redis(make_runtime, github_
     a, b = scrape(web_a), scrape(web_b)
     calls = by_label(a, "slipway_github_api_calls_total", "status")
     assert calls == Counter(str(c.status) for c in fake_github.calls)
-    assert calls["502"] == 1 and calls["201"] == 2  # one token minted by each worker runtime
+    assert calls["502"] == 1 and calls["201"] == 1  # one token, shared through Redis by both workers
+    assert calls["200"] == 2  # one listing by each worker: the counts of both processes added up
     assert by_label(b, "slipway_github_api_calls_total", "status") == calls
 
 
@@ -157,6 +158,8 @@ def test_metrics_can_be_switched_off(make_runtime, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setenv("METRICS_ENABLED", "false")
     assert load_settings(_env_file=None).metrics_enabled is False
+    assert create_app(rt=make_runtime()).test_client().get("/metrics").status_code == 404
+    monkeypatch.delenv("METRICS_ENABLED")
     off = create_app(rt=make_runtime(metrics_enabled=False)).test_client()
     assert off.get("/metrics").status_code == 404
     on = create_app(rt=make_runtime()).test_client()

@@ -1,0 +1,367 @@
+// Slipway dashboard: fills the page from the read API (session cookie) and refreshes it every 5 seconds.
+// Data is only ever put into the page as text (never innerHTML), so nothing a CI system reports can run here.
+(function () {
+  "use strict";
+
+  document.documentElement.classList.add("js");
+
+  const PERIOD_MS = { "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3, "30d": 30 * 86400e3 };
+  const rtf = new Intl.RelativeTimeFormat("en", { numeric: "auto" });
+  const SVG = "http://www.w3.org/2000/svg";
+
+  // ------------------------------------------------------------------ small helpers
+
+  /** Create an element with attributes and children (strings become text nodes). */
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else node.setAttribute(k, v === true ? "" : v);
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      node.append(c instanceof Node ? c : String(c));
+    }
+    return node;
+  }
+
+  /** Create an SVG element with attributes. */
+  function svg(tag, attrs, ...children) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    for (const c of children) node.append(c instanceof Node ? c : String(c));
+    return node;
+  }
+
+  /** "3 minutes ago" for an ISO time. */
+  function ago(iso) {
+    const t = Date.parse(iso);
+    if (Number.isNaN(t)) return "";
+    const s = Math.round((t - Date.now()) / 1000);
+    const abs = Math.abs(s);
+    if (abs < 45) return "just now";
+    if (abs < 3600) return rtf.format(Math.round(s / 60), "minute");
+    if (abs < 86400) return rtf.format(Math.round(s / 3600), "hour");
+    if (abs < 30 * 86400) return rtf.format(Math.round(s / 86400), "day");
+    if (abs < 365 * 86400) return rtf.format(Math.round(s / (30 * 86400)), "month");
+    return rtf.format(Math.round(s / (365 * 86400)), "year");
+  }
+
+  /** A <time> that shows a relative time and the exact UTC time on hover. */
+  function timeEl(iso) {
+    if (!iso) return el("span", { class: "muted", text: "—" });
+    const exact = new Date(iso);
+    return el("time", { datetime: iso, title: exact.toLocaleString(), "data-relative": true, text: ago(iso) });
+  }
+
+  /** Refresh every relative time on the page (also between data refreshes). */
+  function tickTimes() {
+    for (const t of document.querySelectorAll("time[data-relative]")) {
+      const text = ago(t.getAttribute("datetime"));
+      if (text && t.textContent !== text) t.textContent = text;
+    }
+  }
+
+  /** A duration in seconds as "2 h 5 min", "3.5 d", "40 s". */
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined || Number.isNaN(Number(seconds))) return "–";
+    const s = Number(seconds);
+    if (s < 90) return Math.round(s) + " s";
+    if (s < 5400) return Math.round(s / 60) + " min";
+    if (s < 48 * 3600) {
+      const h = Math.floor(s / 3600), m = Math.round((s % 3600) / 60);
+      return m ? `${h} h ${m} min` : `${h} h`;
+    }
+    return (s / 86400).toFixed(1).replace(/\.0$/, "") + " d";
+  }
+
+  /** Badge colour of an environment: production green, staging yellow, previews purple, others blue. */
+  function envTone(name, kind) {
+    const n = String(name || "").toLowerCase();
+    if (n === "production" || n === "prod") return "production";
+    if (n === "staging" || n === "stage") return "staging";
+    if (kind === "preview" || /(^|[-_/])(pr|preview|review)([-_/]?\d+|$)|preview/.test(n)) return "preview";
+    return "other";
+  }
+
+  function envBadge(name, kind) {
+    return el("span", { class: "badge env-" + envTone(name, kind), text: name || "—" });
+  }
+
+  /** Colour family of a deployment status. */
+  function statusTone(status) {
+    const s = String(status || "").toLowerCase();
+    if (s === "success" || s === "active") return "ok";
+    if (s === "failure" || s === "failed" || s === "error") return "fail";
+    if (s === "pending" || s === "queued" || s === "in_progress") return "busy";
+    return "idle";
+  }
+
+  function statusPill(status) {
+    const label = String(status || "unknown").replace(/_/g, " ");
+    return el("span", { class: "status status-" + statusTone(status) }, el("span", { class: "status-dot", "aria-hidden": "true" }), label);
+  }
+
+  /** The commit link (or plain text when there is no repository or sha). */
+  function commitLink(base, repository, sha, version) {
+    const short = sha ? String(sha).slice(0, 7) : "";
+    const text = version || short || "—";
+    if (!sha || !repository || !/^[\w.-]+\/[\w.-]+$/.test(repository)) {
+      return el("span", { class: version ? "" : "mono", title: sha || null, text });
+    }
+    const link = el("a", { href: `${base}/${repository}/commit/${sha}`, title: `Commit ${sha}`, class: version ? "" : "mono", text });
+    return version && short ? el("span", {}, link, " ", el("span", { class: "sha mono", text: short })) : link;
+  }
+
+  function deployerName(d) {
+    if (!d) return "";
+    if (typeof d === "string") return d;
+    return d.name || d.login || d.email || (d.id !== undefined && d.id !== null ? String(d.id) : "");
+  }
+
+  // ------------------------------------------------------------------ pages without data
+
+  /** One-click copy of a value shown once (clipboard API, with the old selection fallback). */
+  function initCopy() {
+    for (const button of document.querySelectorAll("[data-copy]")) {
+      button.addEventListener("click", async () => {
+        const input = document.getElementById(button.getAttribute("data-copy"));
+        const status = document.getElementById("copy-status");
+        let done = false;
+        try {
+          await navigator.clipboard.writeText(input.value);
+          done = true;
+        } catch (_) {
+          input.select();
+          try { done = document.execCommand("copy"); } catch (_) { done = false; }
+        }
+        button.textContent = done ? "Copied" : "Copy";
+        button.classList.toggle("copied", done);
+        if (status) status.textContent = done ? "The key is on your clipboard." : "Press Ctrl+C (⌘C) to copy the selected key.";
+        if (!done) { input.focus(); input.select(); }
+      });
+    }
+    for (const input of document.querySelectorAll("[data-copy-source]")) {
+      input.addEventListener("focus", () => input.select());
+    }
+  }
+
+  /** Ask before a destructive form is sent. */
+  function initConfirm() {
+    for (const form of document.querySelectorAll("form[data-confirm]")) {
+      form.addEventListener("submit", (event) => {
+        if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
+      });
+    }
+  }
+
+  initCopy();
+  initConfirm();
+  tickTimes();
+  setInterval(tickTimes, 30e3);
+
+  const root = document.getElementById("dash");
+  if (!root || !root.dataset.deploymentsUrl) return;
+
+  // ------------------------------------------------------------------ the dashboard
+
+  const cfg = root.dataset;
+  const githubBase = (cfg.githubUrl || "https://github.com").replace(/\/$/, "");
+  const form = document.getElementById("filters");
+  const $ = (id) => document.getElementById(id);
+  const state = { seen: null, timer: null, busy: false, lastGood: 0, sig: {} };
+
+  /** The filters as they stand in the form. */
+  function filters() {
+    const data = new FormData(form);
+    return { period: data.get("period") || "24h", environment: data.get("environment") || "", repository: data.get("repository") || "" };
+  }
+
+  /** A URL with the query parameters that are set. */
+  function withQuery(url, params) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) if (v !== "" && v !== null && v !== undefined) q.set(k, v);
+    const s = q.toString();
+    return s ? `${url}?${s}` : url;
+  }
+
+  class HttpError extends Error {
+    constructor(status, retryAfter) { super("HTTP " + status); this.status = status; this.retryAfter = retryAfter; }
+  }
+
+  /** GET JSON from the read API with the session cookie. */
+  async function getJSON(url) {
+    const resp = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" }, cache: "no-store" });
+    if (!resp.ok) throw new HttpError(resp.status, Number(resp.headers.get("Retry-After")) || 0);
+    return resp.json();
+  }
+
+  /** Re-render a region only when its data changed (keeps focus and selection steady). */
+  function changed(name, data) {
+    const sig = JSON.stringify(data);
+    if (state.sig[name] === sig) return false;
+    state.sig[name] = sig;
+    return true;
+  }
+
+  // ---- latest deployments
+
+  function renderDeployments(items, kinds) {
+    const body = $("deployments-body");
+    const fresh = new Set();
+    if (state.seen) for (const d of items) if (!state.seen.has(d.id)) fresh.add(d.id);
+    state.seen = new Set(items.map((d) => d.id));
+    if (!changed("deployments", items)) return fresh;
+    if (!items.length) {
+      body.replaceChildren(el("tr", { class: "empty" }, el("td", { colspan: 6, text: "No deployments in this period." })));
+      return fresh;
+    }
+    body.replaceChildren(...items.map((d) => {
+      const repo = d.repository || d.service || "";
+      return el("tr", { class: fresh.has(d.id) ? "fresh" : null, "data-id": d.id },
+        el("td", {}, envBadge(d.environment, kinds.get(`${d.repository || d.service}\u0000${d.environment}`))),
+        el("td", { class: "repo" }, repo ? el("span", { title: repo, text: repo }) : el("span", { class: "muted", text: "—" })),
+        el("td", {}, commitLink(githubBase, d.repository, d.sha, d.version)),
+        el("td", {}, statusPill(d.status)),
+        el("td", {}, deployerName(d.deployer) || el("span", { class: "muted", text: d.source || "—" })),
+        el("td", { class: "when" }, timeEl(d.deployed_at || d.created_at)));
+    }));
+    return fresh;
+  }
+
+  // ---- environments now
+
+  function renderEnvironments(items, f) {
+    const list = $("environments");
+    const shown = items.filter((e) => e.state !== "destroyed"
+      && (!f.environment || e.environment === f.environment) && (!f.repository || e.repository === f.repository));
+    if (!changed("environments", shown)) return;
+    if (!shown.length) {
+      list.replaceChildren(el("li", { class: "muted", text: "No environment has a deployment yet." }));
+      return;
+    }
+    list.replaceChildren(...shown.map((e) => el("li", { class: "env" },
+      el("div", { class: "env-head" }, envBadge(e.environment, e.kind), statusPill(e.status)),
+      el("div", { class: "env-repo", title: e.repository, text: e.repository }),
+      el("div", { class: "env-meta" },
+        commitLink(githubBase, e.repository, e.sha, e.version),
+        e.since ? el("span", { class: "muted" }, " · since ", timeEl(e.since)) : null,
+        e.url && /^https?:\/\//.test(e.url) ? el("span", {}, " · ", el("a", { href: e.url, rel: "noopener noreferrer", text: "open" })) : null))));
+  }
+
+  // ---- gate decisions
+
+  function renderDecisions(items) {
+    const list = $("decisions");
+    if (!changed("decisions", items)) return;
+    if (!items.length) {
+      list.replaceChildren(el("li", { class: "muted", text: "No gate decisions yet." }));
+      return;
+    }
+    list.replaceChildren(...items.map((d) => el("li", { class: "decision" },
+      el("div", { class: "decision-head" },
+        el("span", { class: "verdict verdict-" + String(d.verdict || "").toLowerCase(), text: d.verdict || "?" }),
+        envBadge(d.environment),
+        el("span", { class: "repo", text: d.repository || "" }),
+        commitLink(githubBase, d.repository, d.sha, null),
+        el("span", { class: "muted decision-when" }, timeEl(d.created_at))),
+      (d.reasons && d.reasons.length)
+        ? el("ul", { class: "reasons" }, d.reasons.map((r) => el("li", { text: r })))
+        : null)));
+  }
+
+  // ---- filter options
+
+  /** Keep each select's options to the names the API knows (and the current choice). */
+  function fillSelect(select, names, allLabel) {
+    const current = select.value || select.dataset.selected || "";
+    const values = [...new Set(names.filter(Boolean).concat(current ? [current] : []))].sort();
+    if (!changed("opts-" + select.id, values)) return;
+    select.replaceChildren(el("option", { value: "", text: allLabel }),
+      ...values.map((v) => el("option", { value: v, selected: v === current, text: v })));
+    select.value = current;
+  }
+
+  // ---- DORA figures and chart (filled in by renderDora below)
+
+  let renderDora = function () {};
+
+  // ------------------------------------------------------------------ the refresh loop
+
+  function setLive(text, tone) {
+    $("live-text").textContent = text;
+    $("live").className = "live" + (tone ? " live-" + tone : "");
+  }
+
+  function announce(text) {
+    const a = $("announce");
+    a.textContent = "";
+    if (text) setTimeout(() => { a.textContent = text; }, 50);
+  }
+
+  async function refresh() {
+    if (state.busy) return;
+    state.busy = true;
+    clearTimeout(state.timer);
+    let wait = Number(cfg.refreshMs) || 5000;
+    const f = filters();
+    const since = new Date(Date.now() - PERIOD_MS[f.period]).toISOString();
+    const scope = { environment: f.environment, repository: f.repository };
+    try {
+      const [deps, envs, decisions, dora] = await Promise.all([
+        getJSON(withQuery(cfg.deploymentsUrl, { limit: 20, since, ...scope })),
+        getJSON(withQuery(cfg.environmentsUrl, { limit: 100 })),
+        getJSON(withQuery(cfg.decisionsUrl, { limit: 8, ...scope })),
+        getJSON(withQuery(cfg.doraUrl, { period: f.period, ...scope })).catch((e) => {
+          if (e.status === 401) throw e;
+          return null; // the figures are a bonus: the list still refreshes without them
+        }),
+      ]);
+      const kinds = new Map(envs.items.map((e) => [`${e.repository}\u0000${e.environment}`, e.kind]));
+      const fresh = renderDeployments(deps.items, kinds);
+      renderEnvironments(envs.items, f);
+      renderDecisions(decisions.items);
+      renderDora(dora, deps, f);
+      fillSelect($("filter-environment"), envs.items.map((e) => e.environment).concat(deps.items.map((d) => d.environment)), "All environments");
+      fillSelect($("filter-repository"), envs.items.map((e) => e.repository).concat(deps.items.map((d) => d.repository)), "All repositories");
+      if (fresh.size) announce(fresh.size === 1 ? "1 new deployment" : `${fresh.size} new deployments`);
+      state.lastGood = Date.now();
+      setLive("Live · updated " + new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" }), "ok");
+    } catch (e) {
+      if (e.status === 401) {
+        window.location.assign(cfg.loginUrl); // the session ended (signed out, or the key was revoked)
+        return;
+      }
+      if (e.status === 429) {
+        wait = Math.max(wait, (e.retryAfter || 10) * 1000);
+        setLive("Rate limited · retrying in " + Math.round(wait / 1000) + " s", "warn");
+      } else {
+        setLive(e.status ? `Server answered ${e.status} · retrying` : "Offline · retrying", "warn");
+      }
+    } finally {
+      state.busy = false;
+    }
+    tickTimes();
+    if (!document.hidden) state.timer = setTimeout(refresh, wait);
+  }
+
+  /** Filters apply at once: the URL keeps them (shareable, survives a reload), the data refreshes. */
+  form.addEventListener("change", () => {
+    const f = filters();
+    history.replaceState(null, "", withQuery(window.location.pathname, f.period === "24h" ? { ...f, period: "" } : f));
+    state.seen = null;
+    state.sig = {};
+    refresh();
+  });
+  form.addEventListener("submit", (event) => { event.preventDefault(); refresh(); });
+
+  // A hidden tab does not poll; it catches up as soon as it is shown again.
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) clearTimeout(state.timer);
+    else refresh();
+  });
+
+  refresh();
+})();
