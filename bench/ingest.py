@@ -789,6 +789,10 @@ def classify(stack: str) -> str | None:
             return "gunicorn: read and parse the request head"
         return "idle: waiting for the next connection (accept/select)"
     if "receive (app/webhooks.py" not in stack:
+        if "flask_limiter/" in stack or "app/limits.py" in stack:
+            return "Flask-Limiter hooks (app/limits.py; the webhook route is not exempt)"
+        if "open_session" in stack or "save_session" in stack:
+            return "Flask session open/save (SECRET_KEY is set, so every request gets a cookie session)"
         if "Flask.__call__" in stack or "Flask.wsgi_app" in stack:
             return "Flask/Werkzeug: request context, dispatch, response object"
         return "gunicorn: parse the request, write the answer"
@@ -923,9 +927,11 @@ def render_section(ctx: dict[str, Any], notes: str) -> str:
         "- **Counted:** req/s = 202 answers per second (for Slipway: stored deliveries; a 200 duplicate or replay "
         "would not count). Stored rows = rows in `delivery` after the run (before: `TRUNCATE` + `CHECKPOINT`, "
         "Redis `FLUSHDB`); run (a) includes the warm-up's rows, so rows ≥ 202s (warm-up + run) with the excess "
-        "being requests wrk dropped at the end; run (b) checks every 202's GUID in the table.",
+        "being requests wrk dropped at the end; run (b) checks every 202's GUID in the table. Errors / unanswered: "
+        "wrk's socket errors and timeouts in (a); in (b) requests that failed or had no answer within 5 s after the "
+        "run's end (requests still waiting in the generator then count here; they are not in the percentiles).",
         "",
-        "| run | receiver | req/s | p50 ms | p99 ms | max ms | non-2xx | socket errors | 202s | stored rows |",
+        "| run | receiver | req/s | p50 ms | p99 ms | max ms | non-2xx | errors / unanswered | 202s | stored rows |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in (a_bare, a_sw, b_bare, b_sw):
@@ -975,11 +981,12 @@ def render_section(ctx: dict[str, Any], notes: str) -> str:
             "### Where a Slipway worker's time goes (py-spy)",
             "",
             f"{prof['how']} Wall: {wall['samples']:,} samples of the {prof['workers']} workers' time, any state; "
-            f"GIL: {gil['samples']:,} samples taken while a worker held the GIL (its Python CPU). "
+            f"GIL: {gil['samples']:,} samples taken while a worker held the GIL, i.e. ran Python code (on a CPU, or "
+            "runnable and waiting for one: on a saturated machine these add up to more than the CPU time). "
             f"ms/request = share of wall time × {prof['workers']} workers / rate = share × {per_req:.2f} ms. "
             f"Raw stacks: `{wall['raw']}`, `{gil['raw']}` (not committed).",
             "",
-            "| part of the request | % of worker wall time | wall ms per request | % of worker Python CPU (GIL) |",
+            "| part of the request | % of worker wall time | wall ms per request | % of GIL-holding samples (Python CPU) |",
             "|---|---|---|---|",
         ]
         names = sorted(set(wall["parts"]) | set(gil["parts"]), key=lambda n: -wall["parts"].get(n, 0))
@@ -987,8 +994,8 @@ def render_section(ctx: dict[str, Any], notes: str) -> str:
             w = wall["parts"].get(name, 0) / max(1, wall["samples"])
             g = gil["parts"].get(name, 0) / max(1, gil["samples"])
             lines.append(f"| {name} | {100 * w:.1f} | {w * per_req:.2f} | {100 * g:.1f} |")
-        lines += ["", "Slipway's own functions, inclusive (% of worker wall time / % of worker Python CPU):", "",
-                  "| function | wall % | CPU (GIL) % |", "|---|---|---|"]
+        lines += ["", "Slipway's own functions, inclusive (% of worker wall time / % of GIL-holding samples):", "",
+                  "| function | wall % | GIL % |", "|---|---|---|"]
         top = sorted(wall["inclusive"].items(), key=lambda kv: -kv[1])[:12]
         for name, n in top:
             lines.append(f"| `{name}` | {100 * n / max(1, wall['samples']):.1f} | "

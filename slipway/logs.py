@@ -17,6 +17,9 @@ SECRET_PATTERNS = [
     re.compile(r"slw_[A-Za-z0-9_-]{20,}"),
     re.compile(r"(?i)(authorization|x-workspace-key)[\"']?\s*[:=]\s*[\"']?[^\s\"',}]+(\s+[^\s\"',}]+)?"),
 ]
+# Extra fields (and dict keys inside them) whose value is a credential whatever its shape.
+SENSITIVE_KEY = re.compile(r"(?i)^(authorization|x-workspace-key|x-hub-signature(-256)?|cookie|set-cookie|password|"
+                           r"secret|.*_secret|token|access_token|private_key|pem|api_key)$")
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
@@ -35,17 +38,36 @@ class Redactor(logging.Filter):
             text = text.replace(secret, "[redacted]")
         return text
 
+    def scrub_value(self, value: Any, depth: int = 0) -> Any:
+        """A structured extra with every string inside scrubbed; values under secret-named keys dropped."""
+        if isinstance(value, str):
+            return self.scrub(value)
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if depth > 8:
+            return "[redacted]"  # deeper than anything Slipway logs: do not walk it
+        if isinstance(value, dict):
+            return {self.scrub(str(k)): "[redacted]" if SENSITIVE_KEY.search(str(k))
+                    else self.scrub_value(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self.scrub_value(v, depth + 1) for v in value]
+        return self.scrub(str(value))  # formatters would render it with str() anyway
+
     def filter(self, record: logging.LogRecord) -> bool:
         """Render the message once, scrub it, and freeze it on the record."""
         record.msg = self.scrub(record.getMessage())
         record.args = None
         for key, value in list(record.__dict__.items()):
-            if key not in _STANDARD and isinstance(value, str):
-                setattr(record, key, self.scrub(value))
+            if key not in _STANDARD and not key.startswith("_"):
+                # Structured extras (dicts of headers, lists) are rendered by the formatters: scrub inside them.
+                setattr(record, key, "[redacted]" if SENSITIVE_KEY.search(key) and isinstance(value, str | bytes)
+                        else self.scrub_value(value))
         if record.exc_info and not record.exc_text:
             record.exc_text = self.scrub(logging.Formatter().formatException(record.exc_info))
         elif record.exc_text:
             record.exc_text = self.scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.scrub(record.stack_info)
         return True
 
 

@@ -672,6 +672,8 @@ class FakeGitHub:
         path = unquote(split.path)
         if self.path_prefix and path.startswith(self.path_prefix):
             path = path[len(self.path_prefix):] or "/"
+        elif self.path_prefix:
+            path = "/__missing_api_prefix__" + path  # GHES serves the API only under its prefix: 404
         path = path.rstrip("/") or "/"
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         headers = {k.lower(): v for k, v in handler.headers.items()}

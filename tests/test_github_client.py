@@ -154,3 +154,20 @@ def test_status_is_posted_once_even_after_a_dropped_answer(gh_rt, fake_github) -
     (success,) = fake_github.calls_to("POST", r"/statuses$")[-1:]
     assert success.json == {"state": "success", "description": "deployed",
                             "environment_url": "https://staging.example.com", "log_url": "https://ci.example.com/1"}
+
+
+def test_github_enterprise_server_base_path_is_honoured(make_runtime, fake_github) -> None:
+    """GITHUB_API_URL with a path (https://HOST/api/v3) prefixes every call."""
+    from tests.fakegithub import FakeGitHub
+
+    ghes = FakeGitHub(app_id=APP_ID, private_key_pem=fake_github.private_key_pem, path_prefix="/api/v3")
+    ghes.add_installation(factories.INSTALLATION_ID)
+    ghes.add_repo(factories.REPO, factories.INSTALLATION_ID)
+    with ghes:
+        rt = make_runtime("embedded", app_id=APP_ID, private_key=fake_github.private_key_pem.decode(),
+                          github_api_url=ghes.url)
+        assert repo(rt).list_deployments() == []
+    # The fake answers 404 to any path without the /api/v3 prefix, so these succeeding proves the prefix.
+    assert [(c.path, c.status) for c in ghes.calls] == [
+        (f"/app/installations/{factories.INSTALLATION_ID}/access_tokens", 201),
+        (f"/repos/{factories.REPO}/deployments", 200)]

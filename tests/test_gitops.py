@@ -425,3 +425,58 @@ def test_tag_push_deploys_environments_that_follow_tags(gh_rt, hooks, fake_githu
     (body,) = posted_deployments(fake_github)
     assert (body["environment"], body["ref"]) == ("demo", sha)
     assert body["payload"]["slipway"]["version"] == "demo-42"
+
+
+def test_commit_status_contexts_gate_through_status_events(gh_rt, hooks, fake_github) -> None:
+    """A required commit status context (e.g. an external CI) gates until its status event says success."""
+    config(fake_github, "environments:\n  staging:\n    on: push\n    required_checks: [\"ci/jenkins\"]\n")
+    sha = f.sha("jenkins")
+    fake_github.add_commit_status(REPO, sha, "ci/jenkins", "pending")
+    send(gh_rt, hooks, "push", f.push(after=sha))
+    assert posted_deployments(fake_github) == []
+    fake_github.add_commit_status(REPO, sha, "ci/jenkins", "success")
+    send(gh_rt, hooks, "status", f.status(sha, "ci/jenkins", "success"))
+    assert [b["ref"] for b in posted_deployments(fake_github)] == [sha]
+    # Slipway's own status events are not news: they re-evaluate nothing.
+    resp = hooks.post("status", f.status(sha, "slipway/staging", "success"))
+    drain(gh_rt)
+    with gh_rt.engine.connect() as conn:
+        assert conn.execute(select(Delivery.state).where(Delivery.guid == resp.get_json()["delivery"])).scalar() == "ignored"
+
+
+def test_environment_following_a_workflow_run(gh_rt, hooks, fake_github) -> None:
+    """on: workflow_run deploys when the named workflow succeeds on the branch; PR runs never deploy."""
+    config(fake_github, "environments:\n  staging:\n    on: workflow_run\n    workflow: Build\n    required_checks: []\n")
+    sha = f.sha("built")
+    send(gh_rt, hooks, "workflow_run", f.workflow_run("completed", f.sha("pr-run"), name="Build",
+                                                       path=".github/workflows/build.yml", run_event="pull_request"))
+    send(gh_rt, hooks, "workflow_run", f.workflow_run("completed", sha, name="Build",
+                                                       path=".github/workflows/build.yml", run_event="push"))
+    assert [(b["environment"], b["ref"]) for b in posted_deployments(fake_github)] == [("staging", sha)]
+
+
+def test_ci_gated_flow_makes_exactly_these_calls(gh_rt, hooks, fake_github) -> None:
+    """Every call to GitHub for one gated push, in order: nothing more, nothing twice."""
+    config(fake_github, "environments:\n  staging:\n    on: push\n    required_checks: [test]\n")
+    sha = f.sha("exact")
+    fake_github.reset_calls()
+    send(gh_rt, hooks, "push", f.push(after=sha))
+    fake_github.add_check_run(REPO, sha, "test")
+    send(gh_rt, hooks, "check_run", f.check_run(sha, "test"))
+    repo = f"/repos/{REPO}"
+    assert [(c.method, c.path) for c in fake_github.calls] == [
+        ("POST", f"/app/installations/{f.INSTALLATION_ID}/access_tokens"),
+        ("GET", f"{repo}/contents/.github/slipway.yml"),
+        ("GET", f"{repo}/commits/{sha}/check-runs"),
+        ("GET", f"{repo}/commits/{sha}/status"),
+        ("GET", f"{repo}/actions/runs"),
+        ("POST", f"{repo}/statuses/{sha}"),                       # slipway/staging: waiting for: test
+        ("GET", f"{repo}/commits/{sha}/check-runs"),
+        ("GET", f"{repo}/commits/{sha}/status"),
+        ("GET", f"{repo}/actions/runs"),
+        ("POST", f"{repo}/statuses/{sha}"),                       # slipway/staging: deploying
+        ("GET", f"{repo}/deployments"),                           # look for our key first
+        ("POST", f"{repo}/deployments"),
+        ("GET", f"{repo}/deployments/{fake_github.deployments[REPO][0]['id']}/statuses"),
+        ("POST", f"{repo}/deployments/{fake_github.deployments[REPO][0]['id']}/statuses"),  # queued
+    ]

@@ -5,7 +5,6 @@
 
   document.documentElement.classList.add("js");
 
-  const PERIOD_MS = { "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3, "30d": 30 * 86400e3 };
   const rtf = new Intl.RelativeTimeFormat("en", { numeric: "auto" });
   const SVG = "http://www.w3.org/2000/svg";
 
@@ -78,16 +77,19 @@
   }
 
   /** Badge colour of an environment: production green, staging yellow, previews purple, others blue. */
-  function envTone(name, kind) {
+  function envTone(name, hints) {
     const n = String(name || "").toLowerCase();
-    if (n === "production" || n === "prod") return "production";
+    const h = hints || {};
+    if (n === "production" || n === "prod" || h.production) return "production";
     if (n === "staging" || n === "stage") return "staging";
-    if (kind === "preview" || /(^|[-_/])(pr|preview|review)([-_/]?\d+|$)|preview/.test(n)) return "preview";
+    if (h.kind === "preview" || h.transient || /^(pr|preview|review)([-_/]?\d+)?$|^(pr|preview)[-_/]|preview/.test(n)) return "preview";
     return "other";
   }
 
-  function envBadge(name, kind) {
-    return el("span", { class: "badge env-" + envTone(name, kind), text: name || "—" });
+  /** An environment badge; hints: kind (from /environments), production and transient (from GitHub). */
+  function envBadge(name, hints) {
+    const tone = envTone(name, hints);
+    return el("span", { class: "badge env-" + tone, title: `${name} (${tone === "other" ? "environment" : tone})`, text: name || "—" });
   }
 
   /** Colour family of a deployment status. */
@@ -221,7 +223,8 @@
     body.replaceChildren(...items.map((d) => {
       const repo = d.repository || d.service || "";
       return el("tr", { class: fresh.has(d.id) ? "fresh" : null, "data-id": d.id },
-        el("td", {}, envBadge(d.environment, kinds.get(`${d.repository || d.service}\u0000${d.environment}`))),
+        el("td", {}, envBadge(d.environment, { kind: kinds.get(`${d.repository || d.service}\u0000${d.environment}`),
+          production: d.production, transient: d.transient })),
         el("td", { class: "repo" }, repo ? el("span", { title: repo, text: repo }) : el("span", { class: "muted", text: "—" })),
         el("td", {}, commitLink(githubBase, d.repository, d.sha, d.version)),
         el("td", {}, statusPill(d.status)),
@@ -243,11 +246,12 @@
       return;
     }
     list.replaceChildren(...shown.map((e) => el("li", { class: "env" },
-      el("div", { class: "env-head" }, envBadge(e.environment, e.kind), statusPill(e.status)),
-      el("div", { class: "env-repo", title: e.repository, text: e.repository }),
+      el("div", { class: "env-head" }, envBadge(e.environment, { kind: e.kind }), statusPill(e.status)),
+      el("div", { class: "env-repo", title: e.repository || e.service, text: e.repository || e.service }),
       el("div", { class: "env-meta" },
         commitLink(githubBase, e.repository, e.sha, e.version),
-        e.since ? el("span", { class: "muted" }, " · since ", timeEl(e.since)) : null,
+        e.since ? el("span", { class: "muted" }, " · ", timeEl(e.since)) : null,
+        deployerName(e.deployer) ? el("span", { class: "muted", text: " · by " + deployerName(e.deployer) }) : null,
         e.url && /^https?:\/\//.test(e.url) ? el("span", {}, " · ", el("a", { href: e.url, rel: "noopener noreferrer", text: "open" })) : null))));
   }
 
@@ -284,9 +288,94 @@
     select.value = current;
   }
 
-  // ---- DORA figures and chart (filled in by renderDora below)
+  // ---- DORA figures
 
-  let renderDora = function () {};
+  const PERIOD_WORDS = { "1h": "the last hour", "24h": "the last 24 hours", "7d": "the last 7 days", "30d": "the last 30 days" };
+
+  function setStat(id, value, note) {
+    if ($(id).textContent !== value) $(id).textContent = value;
+    if (note !== undefined && $(id + "-note").textContent !== note) $(id + "-note").textContent = note;
+  }
+
+  function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
+
+  function renderFigures(dora, f) {
+    const words = PERIOD_WORDS[f.period];
+    if (!dora) {
+      for (const id of ["stat-count", "stat-frequency", "stat-lead", "stat-cfr", "stat-mttr"]) setStat(id, "–");
+      return;
+    }
+    const freq = dora.deployment_frequency || {}, lead = dora.lead_time_for_changes || {};
+    const cfr = dora.change_failure_rate || {}, mttr = dora.time_to_restore || {};
+    const finished = cfr.deployments || 0;
+    setStat("stat-count", String(finished), `finished in ${words} · ${freq.deployments || 0} succeeded`);
+    const perDay = freq.per_day;
+    let rate = "–";
+    if (perDay !== null && perDay !== undefined) {
+      rate = perDay >= 1 || perDay === 0 ? `${+perDay.toFixed(1)} / day` : `${+(perDay * 7).toFixed(1)} / week`;
+    }
+    setStat("stat-frequency", rate, `${plural(freq.deployments || 0, "successful deployment")}`);
+    setStat("stat-lead", lead.count ? duration(lead.median_seconds) : "–",
+      lead.count ? `median of ${plural(lead.count, "change")} · p90 ${duration(lead.p90_seconds)}` : "no new change went live");
+    const failures = (cfr.failed || 0) + (cfr.rolled_back || 0);
+    setStat("stat-cfr", cfr.rate === null || cfr.rate === undefined ? "–" : `${+(cfr.rate * 100).toFixed(1)} %`,
+      finished ? `${failures} of ${finished} failed or rolled back` : "no finished deployment");
+    setStat("stat-mttr", mttr.count ? duration(mttr.median_seconds) : "–",
+      mttr.count ? `median of ${plural(mttr.count, "incident")}${mttr.unrestored ? ` · ${mttr.unrestored} still down` : ""}`
+        : (mttr.unrestored ? `${mttr.unrestored} still down` : "no failure to restore"));
+  }
+
+  // ---- the chart: successful deployments per day, change failures stacked on top (inline SVG)
+
+  function renderChart(series) {
+    const fig = $("chart");
+    if (!changed("chart", series)) return;
+    if (!series || !series.length) {
+      fig.replaceChildren(el("p", { class: "muted", text: "No figures for this period." }));
+      fig.setAttribute("aria-label", "No chart data");
+      return;
+    }
+    const W = 420, H = 170, left = 26, right = 6, top = 10, bottom = 22;
+    const plotW = W - left - right, plotH = H - top - bottom;
+    const totals = series.map((d) => (d.deployments || 0) + (d.change_failures || 0));
+    const max = Math.max(1, ...totals);
+    const step = plotW / series.length;
+    const barW = Math.min(44, Math.max(2, step * 0.7));
+    const y = (v) => top + plotH - (v / max) * plotH;
+    const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, "aria-hidden": "true", focusable: "false" });
+    // Gridlines at the top value and half of it, labelled on the left.
+    for (const v of [...new Set([max, Math.round(max / 2)])].filter((v) => v > 0)) {
+      chart.append(svg("line", { class: "grid", x1: left, x2: W - right, y1: y(v), y2: y(v) }),
+        svg("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" }, String(v)));
+    }
+    chart.append(svg("line", { class: "axis", x1: left, x2: W - right, y1: top + plotH, y2: top + plotH }),
+      svg("text", { x: left - 6, y: top + plotH + 4, "text-anchor": "end" }, "0"));
+    const every = Math.ceil(series.length / 6);
+    series.forEach((d, i) => {
+      const x = left + i * step + (step - barW) / 2;
+      const ok = d.deployments || 0, bad = d.change_failures || 0;
+      const g = svg("g", {});
+      g.append(svg("title", {}, `${d.date}: ${plural(ok, "successful deployment")}, ${plural(bad, "change failure")}`));
+      if (ok) g.append(svg("rect", { class: "bar-ok", x, width: barW, y: y(ok), height: top + plotH - y(ok), rx: Math.min(3, barW / 3) }));
+      if (bad) g.append(svg("rect", { class: "bar-fail", x, width: barW, y: y(ok + bad), height: y(ok) - y(ok + bad), rx: Math.min(3, barW / 3) }));
+      g.append(svg("rect", { class: "bar-hit", x: left + i * step, width: step, y: top, height: plotH }));
+      chart.append(g);
+      if (i % every === 0 || series.length <= 7) {
+        const label = new Date(d.date + "T00:00:00Z").toLocaleDateString([], { month: "short", day: "numeric", timeZone: "UTC" });
+        chart.append(svg("text", { x: left + i * step + step / 2, y: H - 6, "text-anchor": "middle" }, label));
+      }
+    });
+    const total = series.reduce((n, d) => n + (d.deployments || 0), 0);
+    const fails = series.reduce((n, d) => n + (d.change_failures || 0), 0);
+    fig.setAttribute("aria-label", `Deployments per day from ${series[0].date} to ${series[series.length - 1].date}: `
+      + `${plural(total, "successful deployment")} and ${plural(fails, "change failure")} in all, at most ${max} on one day.`);
+    fig.replaceChildren(chart);
+  }
+
+  function renderDora(dora, f) {
+    renderFigures(dora, f);
+    renderChart(dora ? dora.series : null);
+  }
 
   // ------------------------------------------------------------------ the refresh loop
 
@@ -307,23 +396,22 @@
     clearTimeout(state.timer);
     let wait = Number(cfg.refreshMs) || 5000;
     const f = filters();
-    const since = new Date(Date.now() - PERIOD_MS[f.period]).toISOString();
     const scope = { environment: f.environment, repository: f.repository };
     try {
       const [deps, envs, decisions, dora] = await Promise.all([
-        getJSON(withQuery(cfg.deploymentsUrl, { limit: 20, since, ...scope })),
-        getJSON(withQuery(cfg.environmentsUrl, { limit: 100 })),
+        getJSON(withQuery(cfg.deploymentsUrl, { limit: 20, period: f.period, ...scope })),
+        getJSON(withQuery(cfg.environmentsUrl, { limit: 100, state: "active" })),
         getJSON(withQuery(cfg.decisionsUrl, { limit: 8, ...scope })),
         getJSON(withQuery(cfg.doraUrl, { period: f.period, ...scope })).catch((e) => {
           if (e.status === 401) throw e;
           return null; // the figures are a bonus: the list still refreshes without them
         }),
       ]);
-      const kinds = new Map(envs.items.map((e) => [`${e.repository}\u0000${e.environment}`, e.kind]));
+      const kinds = new Map(envs.items.map((e) => [`${e.repository || e.service}\u0000${e.environment}`, e.kind]));
       const fresh = renderDeployments(deps.items, kinds);
       renderEnvironments(envs.items, f);
       renderDecisions(decisions.items);
-      renderDora(dora, deps, f);
+      renderDora(dora, f);
       fillSelect($("filter-environment"), envs.items.map((e) => e.environment).concat(deps.items.map((d) => d.environment)), "All environments");
       fillSelect($("filter-repository"), envs.items.map((e) => e.repository).concat(deps.items.map((d) => d.repository)), "All repositories");
       if (fresh.size) announce(fresh.size === 1 ? "1 new deployment" : `${fresh.size} new deployments`);
