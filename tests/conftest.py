@@ -119,10 +119,22 @@ def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def redis_db() -> int:
-    """A Redis database index of this session's own (flushed around each test that uses it)."""
+def redis_db() -> Iterator[int]:
+    """A Redis database index of this session's own, reserved in db 0 so parallel runs never share one."""
     require_service("Redis", "127.0.0.1", 6379)
-    return random.Random(os.getpid()).randint(1, 15)
+    from redis import Redis
+
+    lock = Redis.from_url(f"{REDIS_BASE}/0")
+    indices = list(range(1, 16))
+    random.Random(os.getpid()).shuffle(indices)
+    for index in indices:
+        if lock.set(f"slipway-test:db:{index}", os.getpid(), nx=True, ex=3 * 3600):
+            break
+    else:
+        pytest.fail("every Redis database index 1-15 is reserved by another test run")
+    yield index
+    lock.delete(f"slipway-test:db:{index}")
+    lock.close()
 
 
 @pytest.fixture
@@ -180,14 +192,18 @@ def make_runtime(settings_for):  # noqa: ANN001, ANN201
         rt.close()
 
 
-@pytest.fixture
-def rt(make_runtime, mode: str) -> Runtime:  # noqa: ANN001
-    """A runtime in the test's mode; embedded jobs run in a started worker thread."""
-    runtime = make_runtime(mode)
+def started(runtime: Runtime) -> Runtime:
+    """Start the embedded worker thread (production transports need nothing: tests drain RQ themselves)."""
     start = getattr(runtime.transport, "start", None)
     if start:
         start()
     return runtime
+
+
+@pytest.fixture
+def rt(make_runtime, mode: str) -> Runtime:  # noqa: ANN001
+    """A runtime in the test's mode; embedded jobs run in a started worker thread."""
+    return started(make_runtime(mode))
 
 
 @pytest.fixture
@@ -266,11 +282,7 @@ def github_settings(fake_github) -> dict[str, Any]:  # noqa: ANN001
 @pytest.fixture
 def gh_rt(make_runtime, mode: str, github_settings: dict[str, Any]) -> Runtime:  # noqa: ANN001
     """A runtime in the test's mode that talks to the fake GitHub; embedded jobs run in a worker thread."""
-    runtime = make_runtime(mode, **github_settings)
-    start = getattr(runtime.transport, "start", None)
-    if start:
-        start()
-    return runtime
+    return started(make_runtime(mode, **github_settings))
 
 
 @pytest.fixture
