@@ -23,5 +23,6 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -
     for bp in (webhooks.bp, health.bp, inbox_api.bp, deploy_api.bp):
         app.register_blueprint(bp)
     app.register_blueprint(__import__("app.dashboard").dashboard.bp)  # GET /, /login, /logout, /settings/keys
+    app.register_blueprint(__import__("app.read_api").read_api.bp)  # read API and /api/v1/openapi.json
     __import__("app.metrics").metrics.init_app(app, rt)  # /metrics (unless METRICS_ENABLED=false) + GitHub call counts
     return app

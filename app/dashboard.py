@@ -10,7 +10,6 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-from datetime import datetime, timezone
 from typing import Any
 
 from flask import (Blueprint, Response, current_app, g, make_response, redirect, render_template, request, session,
@@ -21,6 +20,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from app.apikeys import KeyInfo, create_key, find_key, find_key_by_id, list_keys, revoke_key
 from app.limits import storage_uri
+from app.queries import iso
 from app.state import runtime
 from models.keys import SCOPES
 from slipway.ratelimit import parse_rate
@@ -28,7 +28,7 @@ from slipway.ratelimit import parse_rate
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__)
 
-PERIODS = ("1h", "24h", "7d", "30d")
+PERIODS = {"1h": "Last hour", "24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days"}
 DEFAULT_PERIOD = "24h"
 SIGN_IN_SCOPES = ("read", "admin")  # a deploy key reports deployments; it cannot read them
 SIGN_IN_ERROR = "That key cannot sign in. Check that you pasted a whole, active read or admin key."
@@ -65,14 +65,6 @@ def _secure(response: Response) -> Response:
 def _template_globals() -> dict[str, Any]:
     """What every page needs: the CSRF token and the signed-in key."""
     return {"csrf_token": csrf_token(), "me": g.get("dashboard_key"), "iso": iso}
-
-
-def iso(value: datetime | None) -> str:
-    """ISO 8601 in UTC with a Z (SQLite hands back naive UTC times)."""
-    if value is None:
-        return ""
-    aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    return aware.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 # ------------------------------------------------------------------ session helpers
@@ -132,7 +124,8 @@ def home() -> Response:
     filters = {"period": period if period in PERIODS else DEFAULT_PERIOD,
                "environment": request.args.get("environment", "")[:255],
                "repository": request.args.get("repository", "")[:140]}
-    return page("dashboard.html", periods=PERIODS, filters=filters, github_url=github_web_url(runtime().settings.github_api_url))
+    return page("dashboard.html", periods=PERIODS, filters=filters,
+                github_url=github_web_url(runtime().settings.github_api_url))
 
 
 def github_web_url(api_url: str) -> str:
@@ -267,6 +260,6 @@ def _read_key_form() -> tuple[dict[str, str], dict[str, str]]:
     envs = form["environments"].replace(",", " ").split()
     if len(envs) > 20 or any(len(e) > 50 for e in envs):
         errors["environments"] = "At most 20 environments of up to 50 characters each."
-    if form["rate"] and parse_rate(form["rate"]) is None:
+    if form["rate"] and (len(form["rate"]) > 32 or parse_rate(form["rate"]) is None):
         errors["rate"] = "Use N/second, N/minute, N/hour or N/day, e.g. 60/minute."
     return form, errors

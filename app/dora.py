@@ -2,9 +2,9 @@
 
 The definitions are written down in docs/dora.md; every function here implements one sentence of them.
 `summarize()` is given the history it may look at: the deployments created in the period, plus context
-rows (the last success of each environment before the period, earlier deployments of the same commits,
-the first success after the period). A deployment counts only when it was created inside the period;
-context rows only answer "what came before and after".
+rows marked `counted=False` (the last success of each environment before the period, the first one
+after it, other deployments of the same commits). A counted deployment belongs to the period in which
+it finished (its first success, else its first failure); context rows only tell what came before and after.
 """
 
 from __future__ import annotations
@@ -33,11 +33,17 @@ class DeployRow:
     deployed_at: datetime | None = None  # its first success
     failed_at: datetime | None = None  # its first failure or error status
     committed_at: datetime | None = None  # the commit time a CI reported with it
+    counted: bool = True  # False for context: a row that only tells what came before or after
 
     @property
     def env(self) -> EnvKey:
         """The environment it belongs to."""
         return (self.owner, self.environment)
+
+    @property
+    def at(self) -> datetime | None:
+        """When it finished: its first success, else its first failure; None while it runs (or was cancelled)."""
+        return self.deployed_at or self.failed_at
 
     @property
     def identity(self) -> str | None:
@@ -52,8 +58,8 @@ class Period:
     since: datetime
     until: datetime
 
-    def __contains__(self, moment: datetime) -> bool:
-        return self.since <= moment < self.until
+    def __contains__(self, moment: datetime | None) -> bool:
+        return moment is not None and self.since <= moment < self.until
 
     @property
     def days(self) -> float:
@@ -89,10 +95,10 @@ def _round(value: float | None) -> float | None:
 
 
 def by_environment(rows: Iterable[DeployRow]) -> dict[EnvKey, list[DeployRow]]:
-    """Rows grouped by environment, each group in creation order (ties by id); duplicates dropped."""
+    """Rows grouped by environment, each group in creation order (ties by id); of duplicates the first is kept."""
     groups: dict[EnvKey, dict[int, DeployRow]] = defaultdict(dict)
     for row in rows:
-        groups[row.env][row.id] = row
+        groups[row.env].setdefault(row.id, row)
     return {env: sorted(g.values(), key=lambda r: (r.created_at, r.id)) for env, g in groups.items()}
 
 
@@ -145,7 +151,7 @@ def lead_times(history: Sequence[DeployRow], period: Period,
     out: list[tuple[DeployRow, float]] = []
     skipped = {"baseline": 0, "redeploys": 0, "without_commit_time": 0}
     for row in history:
-        if not row.deployed_at or row.created_at not in period:
+        if not row.counted or row.deployed_at not in period:
             continue
         committed = commit_time(row, first_seen)
         if row.id == base:
@@ -164,6 +170,8 @@ def change_failures(history: Sequence[DeployRow]) -> dict[int, datetime]:
     undone = rolled_back(history)
     starts = {}
     for row in history:
+        if not row.counted:
+            continue
         if row.failed_at:
             starts[row.id] = row.failed_at
         elif row.id in undone and row.deployed_at:
@@ -183,11 +191,6 @@ def incidents(history: Sequence[DeployRow]) -> list[tuple[datetime, datetime | N
     return found
 
 
-def finished(row: DeployRow) -> bool:
-    """A deployment that reached an end: success or failure (pending and cancelled ones are not counted)."""
-    return bool(row.deployed_at or row.failed_at)
-
-
 # --------------------------------------------------------------------------- the summary
 
 
@@ -199,33 +202,29 @@ def summarize(rows: Iterable[DeployRow], since: datetime, until: datetime, *,
     days = _Days(period)
     totals = {"successful": 0, "finished": 0, "failed": 0, "rolled_back": 0}
     leads: list[float] = []
-    restores: list[float] = []
-    unrestored = 0
-    skipped = {"baseline": 0, "redeploys": 0, "without_commit_time": 0}
+    restores: list[float | None] = []  # None: not restored yet
+    skipped = dict.fromkeys(("baseline", "redeploys", "without_commit_time"), 0)
     for history in by_environment(rows).values():
         _count(history, period, totals, days)
         env_leads, env_skipped = lead_times(history, period, seen)
         for row, seconds in env_leads:
             leads.append(seconds)
-            days.add_lead(row.created_at, seconds)
+            days.add_lead(row.deployed_at, seconds)
         for k, v in env_skipped.items():
             skipped[k] += v
-        for start, end in incidents(history):
-            if start in period:
-                if end is None:
-                    unrestored += 1
-                else:
-                    restores.append((end - start).total_seconds())
-    return _answer(period, totals, leads, skipped, restores, unrestored, days)
+        restores += [(end - start).total_seconds() if end else None
+                     for start, end in incidents(history) if start in period]
+    return _answer(period, totals, leads, skipped, restores, days)
 
 
 def _first_seen(rows: list[DeployRow], given: Mapping[tuple[str, str], datetime]) -> dict[tuple[str, str], datetime]:
-    """Earliest known time of each (owner, sha): the given times and every row's creation."""
+    """Earliest known time of each (owner, sha): the given times and every time of every row that deployed it."""
     seen = dict(given)
     for row in rows:
         if row.sha:
             key = (row.owner, row.sha)
-            seen[key] = min(seen.get(key, row.created_at), row.created_at)
+            # A report may arrive after the fact (created now, deployed earlier): its reported times count too.
+            seen[key] = min(t for t in (seen.get(key), row.created_at, row.at) if t is not None)
     return seen
 
 
@@ -233,20 +232,21 @@ def _count(history: Sequence[DeployRow], period: Period, totals: dict[str, int],
     """Add the environment's deployments of the period to the totals and the days."""
     undone = rolled_back(history)
     for row in history:
-        if row.created_at not in period or not finished(row):
+        if not row.counted or row.at not in period:
             continue
         totals["finished"] += 1
         totals["successful"] += bool(row.deployed_at)
         failed, back = bool(row.failed_at), row.id in undone and not row.failed_at
         totals["failed"] += failed
         totals["rolled_back"] += back
-        days.add(row.created_at, bool(row.deployed_at), failed or back)
+        days.add(row.at, bool(row.deployed_at), failed or back)
 
 
 def _answer(period: Period, totals: dict[str, int], leads: list[float], skipped: dict[str, int],
-            restores: list[float], unrestored: int, days: _Days) -> dict[str, Any]:
+            restores: list[float | None], days: _Days) -> dict[str, Any]:
     """The summary in the API's shape."""
     failures = totals["failed"] + totals["rolled_back"]
+    restored = [r for r in restores if r is not None]
     return {
         "deployment_frequency": {
             "deployments": totals["successful"],
@@ -258,7 +258,7 @@ def _answer(period: Period, totals: dict[str, int], leads: list[float], skipped:
             "rate": round(failures / totals["finished"], 4) if totals["finished"] else None,
             "failed": totals["failed"], "rolled_back": totals["rolled_back"], "deployments": totals["finished"],
         },
-        "time_to_restore": {**spread(restores), "unrestored": unrestored},
+        "time_to_restore": {**spread(restored), "unrestored": len(restores) - len(restored)},
         "series": days.series(),
     }
 
@@ -272,16 +272,16 @@ class _Days:
         self.counts: dict[date, list[int]] = {d: [0, 0] for d in self.order}
         self.leads: dict[date, list[float]] = {d: [] for d in self.order}
 
-    def add(self, when: datetime, success: bool, failure: bool) -> None:
+    def add(self, when: datetime | None, success: bool, failure: bool) -> None:
         """Count one finished deployment on its day."""
-        day = self.counts.get(when.date())
+        day = self.counts.get(when.date()) if when else None
         if day is not None:
             day[0] += success
             day[1] += failure
 
-    def add_lead(self, when: datetime, seconds: float) -> None:
+    def add_lead(self, when: datetime | None, seconds: float) -> None:
         """Add one lead time to its day."""
-        if when.date() in self.leads:
+        if when and when.date() in self.leads:
             self.leads[when.date()].append(seconds)
 
     def active(self) -> int:

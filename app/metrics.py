@@ -72,7 +72,7 @@ class GitHubCalls:
             log.debug("could not count a GitHub answer", exc_info=True)
 
     def _record_redis(self, status: str, resource: str, remaining: str | None) -> None:
-        """One round trip; skipped for a few seconds after Redis failed, so calls never wait on it."""
+        """One round trip; skipped for a while after Redis failed, so calls do not keep waiting on it."""
         if time.monotonic() < self._down_until:
             return
         try:
@@ -82,7 +82,8 @@ class GitHubCalls:
                     pipe.hset(f"{REDIS_PREFIX}:github_remaining", resource, remaining)
                 pipe.execute()
         except Exception:
-            self._down_until = time.monotonic() + 5.0
+            # redis-py retries with backoff (seconds) before failing: pay that once per 30 s, not per call.
+            self._down_until = time.monotonic() + 30.0
             raise
 
     def snapshot(self) -> tuple[dict[str, float], dict[str, float]]:

@@ -6,6 +6,8 @@ client pages appear on a first page, never inside a later one, and no row is ski
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -28,6 +30,14 @@ def iso(value: datetime | None) -> str | None:
         return None
     aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     return aware.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection without a transaction: each answer is one consistent statement, and no BEGIN or ROLLBACK
+    costs a round trip to the database."""
+    with engine.connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def _page(items: list[dict[str, Any]], ids: list[int], limit: int) -> dict[str, Any]:
@@ -94,7 +104,7 @@ def list_deployments(engine: Engine, f: DeploymentFilter, *, limit: int = 20,
     query = select(*DEPLOYMENT_COLUMNS).where(*f.where()).order_by(Deployment.id.desc()).limit(limit + 1)
     if after is not None:
         query = query.where(Deployment.id < after)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = list(conn.execute(query))
     return _page([deployment_json(r) for r in rows], [r.id for r in rows], limit)
 
@@ -116,7 +126,7 @@ def status_json(row: Any) -> dict[str, Any]:
 
 def get_deployment(engine: Engine, deployment_id: int) -> dict[str, Any] | None:
     """One deployment with its statuses oldest first (GitHub's time, then GitHub's id, then ours); None if unknown."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:  # statuses are only ever added, so two statements need no snapshot
         row = conn.execute(select(*DEPLOYMENT_COLUMNS).where(Deployment.id == deployment_id)).first()
         if row is None:
             return None
@@ -171,7 +181,7 @@ def list_environments(engine: Engine, f: EnvironmentFilter, *, limit: int = 20,
              .where(*f.where()).order_by(Environment.id.desc()).limit(limit + 1))
     if after is not None:
         query = query.where(Environment.id < after)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = list(conn.execute(query))
     return _page([environment_json(r) for r in rows], [r.id for r in rows], limit)
 
@@ -214,7 +224,7 @@ def list_decisions(engine: Engine, f: DecisionFilter, *, limit: int = 20, after:
     query = select(*DECISION_COLUMNS).where(*f.where()).order_by(Decision.id.desc()).limit(limit + 1)
     if after is not None:
         query = query.where(Decision.id < after)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = list(conn.execute(query))
     return _page([decision_json(r) for r in rows], [r.id for r in rows], limit)
 
@@ -238,10 +248,19 @@ class DoraFilter:
 def dora_metrics(engine: Engine, f: DoraFilter, since: datetime, until: datetime) -> dict[str, Any]:
     """The four keys over [since, until) for the filtered deployments (see docs/dora.md)."""
     with engine.connect() as conn:
-        window = _dora_rows(conn, Deployment.created_at >= since, Deployment.created_at < until, *f.where())
-        context = _neighbours(conn, window, since, until) + _same_commits(conn, window, since)
+        window = _window(conn, f, since, until)
+        context = _neighbours(conn, window, since, until) + _same_commits(conn, window)
         seen = _commits_seen(conn, {(r.owner, r.sha) for r in window if r.sha and "/" in r.owner})
-    return dora.summarize(window + context, since, until, first_seen=seen)
+    return dora.summarize(window + context, since, until, first_seen=seen)  # window first: it wins over context
+
+
+def _window(conn: Connection, f: DoraFilter, since: datetime, until: datetime) -> list[dora.DeployRow]:
+    """Deployments that went live in the period, and those with a failure in it (finished or not)."""
+    live = _dora_rows(conn, Deployment.deployed_at >= since, Deployment.deployed_at < until, *f.where())
+    failing = (select(DeploymentStatus.deployment_id)
+               .where(DeploymentStatus.state.in_(FAILED_STATES), DeploymentStatus.created_at >= since,
+                      DeploymentStatus.created_at < until))
+    return live + _dora_rows(conn, Deployment.id.in_(failing), *f.where())
 
 
 def _dora_columns() -> tuple[Any, ...]:
@@ -256,12 +275,13 @@ def _dora_columns() -> tuple[Any, ...]:
 
 
 def _dora_rows(conn: Connection, *where: Any, context: bool = False) -> list[dora.DeployRow]:
-    """Deployments as DORA rows; context rows keep no failure (incidents count from failures in the period)."""
+    """Deployments as DORA rows; context rows are not counted, they only tell what came before and after."""
     rows = conn.execute(select(*_dora_columns()).where(*where))
     return [dora.DeployRow(
         id=r.id, owner=r.repository or r.service or "", environment=r.environment, created_at=r.created_at,
-        sha=r.sha, version=r.version, deployed_at=r.deployed_at, failed_at=None if context else r.failed_at,
-        committed_at=_parse_time(r.commit_date) or _parse_time(r.commit_timestamp)) for r in rows]
+        sha=r.sha, version=r.version, deployed_at=r.deployed_at, failed_at=r.failed_at,
+        committed_at=_parse_time(r.commit_date) or _parse_time(r.commit_timestamp), counted=not context)
+        for r in rows]
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -284,27 +304,27 @@ def _owner_match(row: dora.DeployRow) -> Any:
 
 def _neighbours(conn: Connection, window: list[dora.DeployRow], since: datetime,
                 until: datetime) -> list[dora.DeployRow]:
-    """Per environment of the window: the last success created before it and the first created after it."""
+    """Per environment of the window: the last success before the period and the first one after it."""
     envs = list({r.env: r for r in window}.values())
     ids: list[int] = []
     for i in range(0, len(envs), ENV_CHUNK):
         parts = []
         for row in envs[i:i + ENV_CHUNK]:
-            same = (_owner_match(row), Deployment.environment == row.environment, Deployment.deployed_at.is_not(None))
-            parts.append(select(Deployment.id).where(*same, Deployment.created_at < since)
-                         .order_by(Deployment.created_at.desc(), Deployment.id.desc()).limit(1).subquery().select())
-            parts.append(select(Deployment.id).where(*same, Deployment.created_at >= until)
-                         .order_by(Deployment.created_at, Deployment.id).limit(1).subquery().select())
+            same = (_owner_match(row), Deployment.environment == row.environment)
+            parts.append(select(Deployment.id).where(*same, Deployment.deployed_at < since)
+                         .order_by(Deployment.deployed_at.desc(), Deployment.id.desc()).limit(1).subquery().select())
+            parts.append(select(Deployment.id).where(*same, Deployment.deployed_at >= until)
+                         .order_by(Deployment.deployed_at, Deployment.id).limit(1).subquery().select())
         ids += [r[0] for r in conn.execute(parts[0].union_all(*parts[1:]))]
     return _by_ids(conn, ids)
 
 
-def _same_commits(conn: Connection, window: list[dora.DeployRow], since: datetime) -> list[dora.DeployRow]:
-    """Earlier deployments of the window's commits: redeploys are no new change, and they date the commit."""
+def _same_commits(conn: Connection, window: list[dora.DeployRow]) -> list[dora.DeployRow]:
+    """Every deployment of the window's commits: a redeploy is no new change, and the first one dates the commit."""
     shas = sorted({r.sha for r in window if r.sha})
     rows: list[dora.DeployRow] = []
     for i in range(0, len(shas), CHUNK):
-        rows += _dora_rows(conn, Deployment.sha.in_(shas[i:i + CHUNK]), Deployment.created_at < since, context=True)
+        rows += _dora_rows(conn, Deployment.sha.in_(shas[i:i + CHUNK]), context=True)
     return rows
 
 

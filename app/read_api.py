@@ -103,18 +103,18 @@ def moment(name: str) -> datetime | None:
     return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def time_range(default_period: str | None) -> tuple[datetime | None, datetime | None]:
-    """`period` (ending now) or `since`/`until`; with neither, the default period (None = unbounded)."""
+def time_range(default_period: str | None) -> tuple[datetime | None, datetime | None, str | None]:
+    """(since, until, period name): `period` (ending now) or `since`/`until`; with neither, the default period."""
     period, since, until = choice("period", tuple(PERIODS)), moment("since"), moment("until")
     if period and (since or until):
         raise invalid("period", "give period, or since and until, not both")
     period = period or (None if since or until else default_period)
     if period:
         now = utcnow()
-        return now - PERIODS[period], now
+        return now - PERIODS[period], now, period
     if since and until and since >= until:
         raise invalid("until", "must be later than since")
-    return since, until
+    return since, until, None
 
 
 def record_id(value: str) -> int:
@@ -133,20 +133,20 @@ def list_deployments() -> Any:
     """Newest first; filters repository, service, environment, status, source, since/until or period."""
     allow("repository", "service", "environment", "status", "source", "since", "until", "period", *PAGING)
     limit, after = page_args()
-    since, until = time_range(None)
+    since, until, _ = time_range(None)
     f = queries.DeploymentFilter(text("repository"), text("service"), text("environment"),
                                  choice("status", STATUSES, STATUS_ALIASES), text("source"), since, until)
     return jsonify(queries.list_deployments(runtime().engine, f, limit=limit, after=after))
 
 
-@bp.get("/api/v1/deployments/<ident>")
+@bp.get("/api/v1/deployments/<id>")
 @readable
-def get_deployment(ident: str) -> Any:
+def get_deployment(id: str) -> Any:  # noqa: A002 - the path parameter's documented name
     """One deployment with its statuses, oldest first; 404 if unknown."""
     allow()
-    found = queries.get_deployment(runtime().engine, record_id(ident))
+    found = queries.get_deployment(runtime().engine, record_id(id))
     if found is None:
-        raise ApiError(404, "not_found", f"no deployment {ident}")
+        raise ApiError(404, "not_found", f"no deployment {id}")
     return jsonify(found)
 
 
@@ -180,9 +180,9 @@ def list_decisions() -> Any:
 def dora_metrics() -> Any:
     """The four keys per repository/environment and period (default 30d), with a daily series."""
     allow("repository", "service", "environment", "period", "since", "until")
-    since, until = time_range(DEFAULT_DORA_PERIOD)
+    since, until, period = time_range(DEFAULT_DORA_PERIOD)
     until = until or utcnow()
-    since = since or until - PERIODS[DEFAULT_DORA_PERIOD]
+    since = since or until - PERIODS[DEFAULT_DORA_PERIOD]  # only `until` given: the 30 days before it
     if since >= until:
         raise invalid("since", "must be earlier than until")
     if until - since > MAX_DORA_RANGE:
@@ -190,6 +190,4 @@ def dora_metrics() -> Any:
     f = queries.DoraFilter(text("repository"), text("service"), text("environment"))
     figures = queries.dora_metrics(runtime().engine, f, since, until)
     return jsonify({"repository": f.repository, "service": f.service, "environment": f.environment,
-                    "period": request.args.get("period") or (None if request.args.get("since") or
-                                                             request.args.get("until") else DEFAULT_DORA_PERIOD),
-                    "since": queries.iso(since), "until": queries.iso(until), **figures})
+                    "period": period, "since": queries.iso(since), "until": queries.iso(until), **figures})

@@ -18,7 +18,6 @@ from app.signatures import verify_signature
 from app.state import runtime
 from models import Delivery
 from models.base import utcnow
-from models.db import insert_ignore
 from slipway.settings import GITHUB_BODY_LIMIT
 from workers import inbox
 from workers.registry import get_handler
@@ -103,8 +102,7 @@ def _store_and_enqueue(rt: Any, guid: str, event: str, raw: bytes, doc: bytes,
         "body_sha256": hashlib.sha256(raw).hexdigest(), "body": doc,
     }
     try:
-        with rt.engine.begin() as conn:
-            stored = insert_ignore(conn, Delivery, values, returning=Delivery.id)
+        stored = inbox.store(rt.engine, values)
         if stored is None:
             return _already_stored(rt, guid, values["body_sha256"])
     except DBAPIError:

@@ -32,7 +32,9 @@ def make_engine(url: str, **kw: Any) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kw)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    kw.setdefault("pool_pre_ping", True)
+    # No pre-ping: it costs a round trip per checkout on the ingest path. Callers that must survive a
+    # database restart retry once on an invalidated connection (workers.inbox.store); jobs are retried anyway.
+    kw.setdefault("pool_pre_ping", False)
     if kw.get("poolclass") is None:
         kw.setdefault("pool_size", 5)
         kw.setdefault("max_overflow", 10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
 from models.base import json_field, utcnow
@@ -15,6 +16,7 @@ class Decision(SQLModel, table=True):
     """One decision about deploying a commit to an environment, and why."""
 
     __tablename__ = "decision"
+    __table_args__ = (Index("ix_decision_sha", "sha"),)  # DORA: when a commit was first seen
 
     id: int | None = Field(default=None, primary_key=True)
     repository: str = Field(max_length=140, index=True)

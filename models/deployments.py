@@ -19,6 +19,15 @@ class Deployment(SQLModel, table=True):
         Index("ix_deployment_env_created", "environment", "created_at"),
         Index("ix_deployment_repo_env_created", "repository", "environment", "created_at"),
         Index("ix_deployment_created", "created_at"),
+        # The read API pages newest first by id (keyset), filtered by environment and/or repository.
+        Index("ix_deployment_env_id", "environment", "id"),
+        Index("ix_deployment_repo_id", "repository", "id"),
+        Index("ix_deployment_repo_env_id", "repository", "environment", "id"),
+        # DORA: what went live in a period, per environment, and where else a commit was deployed.
+        Index("ix_deployment_deployed", "deployed_at"),
+        Index("ix_deployment_env_deployed", "environment", "deployed_at"),
+        Index("ix_deployment_repo_env_deployed", "repository", "environment", "deployed_at"),
+        Index("ix_deployment_sha", "sha"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -54,7 +63,10 @@ class DeploymentStatus(SQLModel, table=True):
     """One status of a deployment; the history is ordered by (created_at, github id, id)."""
 
     __tablename__ = "deployment_status"
-    __table_args__ = (Index("ix_deployment_status_dep_created", "deployment_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_deployment_status_dep_created", "deployment_id", "created_at"),
+        Index("ix_deployment_status_state_created", "state", "created_at"),  # DORA: failures in a period
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     deployment_id: int = Field(foreign_key="deployment.id")

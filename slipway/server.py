@@ -53,15 +53,38 @@ def build_web(settings: Settings) -> Any:
     if settings.embedded:
         rt.transport.start()  # type: ignore[attr-defined]
         rt.extras["sweeper"] = Sweeper(rt).start()
+    else:
+        from slipway.transport import BackgroundEnqueuer
+        from workers.inbox import mark_unqueued
+
+        rt.transport = BackgroundEnqueuer(rt.transport, lambda guids: mark_unqueued(rt.engine, guids))  # type: ignore[arg-type]
     return create_app(rt=rt)
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> None:
-    """Run a SimpleWorker (no fork per job: warm imports and token cache) plus the sweeper thread."""
+    """Run a SimpleWorker (no fork per job: warm imports and token cache) plus the sweeper thread.
+
+    RQ's loop quits when Redis goes away; this process does not: it waits for Redis and starts a new
+    RQ worker (the sweeper thread keeps running and re-queues what Redis lost). SIGTERM still stops it.
+    """
+    import time
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
     from rq import SimpleWorker
+    from rq.exceptions import StopRequested
 
     from slipway import runtime
     from workers.sweeper import Sweeper, sweep_once
+
+    class Worker(SimpleWorker):  # type: ignore[misc]
+        """Remembers that a stop was asked for (RQ returns from work() the same way after losing Redis)."""
+
+        stopping = False
+
+        def request_stop(self, signum: Any, frame: Any) -> None:
+            self.stopping = True
+            super().request_stop(signum, frame)
 
     rt = runtime.build(settings)
     runtime.install(rt)
@@ -70,7 +93,21 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
     sweep_once(rt)  # pick up whatever waited while no worker ran
     sweeper = Sweeper(rt).start()
     try:
-        SimpleWorker([transport.queue], connection=transport.redis).work(
-            burst=burst, with_scheduler=False, logging_level=settings.log_level.upper())
+        while True:
+            worker = Worker([transport.queue], connection=transport.redis)
+            try:
+                worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level.upper())
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                log.warning("lost Redis; the worker starts again when it answers", extra={"error": str(exc)})
+            if burst or worker.stopping:
+                break
+            try:
+                time.sleep(1.0)
+                while not worker.stopping and not transport.ping():
+                    time.sleep(1.0)
+            except StopRequested:
+                break
+            if worker.stopping:
+                break
     finally:
         sweeper.stop()

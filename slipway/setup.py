@@ -134,12 +134,21 @@ def update_env(env_path: Path, values: dict[str, str]) -> None:
             continue  # an inline key would win over PRIVATE_KEY_PATH and hide the new App's key
         if key in values:
             if key not in seen:
-                out.append(f"{key}={values[key]}")
+                out.append(f"{key}={_quoted(values[key])}")
                 seen.add(key)
             continue
         out.append(line)
-    out += [f"{k}={v}" for k, v in values.items() if k not in seen]
+    out += [f"{k}={_quoted(v)}" for k, v in values.items() if k not in seen]
     _write_private(env_path, "\n".join(out) + "\n")
+
+
+def _quoted(value: str) -> str:
+    """A .env value; single-quoted (literal for dotenv and compose) when it holds spaces, # or quotes."""
+    if value and not any(c in value for c in " \t#'\"\\$"):
+        return value
+    if "'" not in value:
+        return f"'{value}'"
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _key_path_for_env(key_path: Path, env_path: Path) -> str:
@@ -248,7 +257,11 @@ class _Handler(BaseHTTPRequestHandler):
         """Route the two pages."""
         parts = urlsplit(self.path)
         flow = self.server.flow
-        if parts.path == "/":
+        port = self.server.server_address[1]
+        if self.headers.get("Host") not in (f"127.0.0.1:{port}", f"localhost:{port}"):
+            # DNS rebinding: a web page must not reach this server under another name and read the state.
+            self._send(421, _page("Wrong host", "<p>Open the setup page at the address Slipway printed.</p>"))
+        elif parts.path == "/":
             self._send(200, flow.form_page())
         elif parts.path == REDIRECT_PATH:
             self._send(*flow.redirect(parse_qs(parts.query)))
@@ -285,11 +298,15 @@ class SetupServer:
     def __init__(self, settings: Settings, *, webhook_url: str, env_path: Path, key_path: Path,
                  manifest_path: Path | None = None, org: str | None = None, name: str | None = None,
                  port: int = 0, host: str = "127.0.0.1") -> None:
-        self._httpd = _SetupServer((host, port), _Handler)
-        redirect_url = f"http://{host}:{self.port}{REDIRECT_PATH}"
-        manifest = build_manifest(find_manifest(manifest_path), webhook_url, redirect_url, name)
-        self._httpd.flow = self.flow = SetupFlow(settings, manifest, env_path, key_path, org)
         self._thread: threading.Thread | None = None
+        self._httpd = _SetupServer((host, port), _Handler)
+        try:
+            redirect_url = f"http://{host}:{self.port}{REDIRECT_PATH}"
+            manifest = build_manifest(find_manifest(manifest_path), webhook_url, redirect_url, name)
+        except BaseException:
+            self._httpd.server_close()
+            raise
+        self._httpd.flow = self.flow = SetupFlow(settings, manifest, env_path, key_path, org)
 
     @property
     def port(self) -> int:

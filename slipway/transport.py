@@ -166,3 +166,79 @@ class InlineTransport:
     def depth(self) -> int:
         """Nothing waits."""
         return 0
+
+
+class BackgroundEnqueuer:
+    """Web-process transport: GUIDs go to RQ from a thread, in batches, so answers never wait for Redis.
+
+    The delivery row is committed (state `queued`) before the answer; if this process dies before the
+    hand-over, or Redis refuses it, the row is left for the sweeper: nothing is lost, only delayed.
+    """
+
+    def __init__(self, inner: RQTransport, on_failure: Callable[[list[str]], object], max_batch: int = 100) -> None:
+        self.inner, self._on_failure, self._max_batch = inner, on_failure, max_batch
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def redis(self) -> object:
+        """The Redis client (health checks, rate limits and tokens use it too)."""
+        return self.inner.redis
+
+    @property
+    def queue(self) -> object:
+        """The RQ queue."""
+        return self.inner.queue
+
+    def enqueue(self, guids: list[str]) -> None:
+        """Hand the GUIDs to the background thread (started on first use in this process)."""
+        self._ensure_thread()
+        for g in guids:
+            self._queue.put(g)
+
+    def ping(self) -> bool:
+        """True when Redis answers."""
+        return self.inner.ping()
+
+    def depth(self) -> int:
+        """Jobs waiting in Redis plus GUIDs not yet handed over."""
+        return self.inner.depth() + self._queue.qsize()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every GUID was handed over (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return not self._queue.unfinished_tasks
+
+    def _ensure_thread(self) -> None:
+        """One thread per process (a fork does not copy threads, so check it is alive)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="slipway-enqueue", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        """Take what has arrived (up to max_batch) and enqueue it in one pipeline."""
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self.inner.enqueue(batch)
+            except Exception as exc:
+                log.warning("queue unavailable; the sweeper will queue these deliveries",
+                            extra={"error": str(exc), "count": len(batch)})
+                try:
+                    self._on_failure(batch)
+                except Exception:
+                    log.exception("could not mark deliveries for the sweeper; it finds them after the grace period")
+            finally:
+                for _ in batch:
+                    self._queue.task_done()

@@ -49,7 +49,8 @@ def test_signed_out_visitors_are_sent_to_the_sign_in_page(client) -> None:
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and page.mimetype == "text/html"
     assert 'type="password"' in html and CSRF.search(html)
-    assert page.headers["Cache-Control"] == "no-store" and "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["Cache-Control"] == "no-store"
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
 
 
 @pytest.mark.parametrize("scope", ["read", "admin"])

@@ -80,7 +80,11 @@ def test_dockerfile_copies_only_what_exists_and_what_pip_needs() -> None:
             for src in sources:
                 assert (ROOT / src).exists(), f"COPY {src}: no such file"
                 copied.add(src)
-    assert {"pyproject.toml", "README.md", "app", "workers", "models", "migrations", "slipway"} <= copied
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert {"pyproject.toml", project["project"]["readme"], *packages} <= copied
 
 
 def test_healthcheck_command_really_checks_healthz(tmp_path: Path) -> None:

@@ -37,7 +37,8 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     monkeypatch.setattr(sys, "stderr", stream)  # setup() binds its handler to sys.stderr as it is now
     logs.setup("debug", "json", [SECRET, "second-rotated-secret"])
     yield stream
-    root.handlers, _ = saved[0], root.setLevel(saved[1])
+    root.handlers = saved[0]
+    root.setLevel(saved[1])
     for name, level in saved[2].items():
         logging.getLogger(name).setLevel(level)
 
@@ -65,7 +66,7 @@ def test_representative_flow_leaks_nothing_and_tags_deliveries(gh_rt, gh_client,
     assert hooks.post("push", f.push(), guid="forged-1", signature="sha256=" + "0" * 64).status_code == 401
     drain(gh_rt)
     assert fake_github.deployments.get(f.REPO), "the flow should have reached GitHub"
-    tokens = [t for t in fake_github._tokens]
+    tokens = list(fake_github._tokens)
     assert tokens and all(t.startswith("ghs_") for t in tokens)
     jwts = [c.headers["authorization"].split()[1] for c in fake_github.calls if
             c.headers.get("authorization", "").startswith("Bearer ey")]

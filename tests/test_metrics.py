@@ -182,15 +182,22 @@ def test_a_failing_source_is_reported_not_fatal(make_runtime) -> None:  # noqa: 
 
 def test_the_hook_never_breaks_a_github_call() -> None:
     """A Redis that is down makes the counter skip, not the GitHub call fail."""
+    import time
+
     import httpx
     from redis import Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     from app.metrics import GitHubCalls
 
-    hook = GitHubCalls(Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, socket_timeout=0.2))
+    down = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, socket_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    hook = GitHubCalls(down)
     response = httpx.Response(200, headers={"x-ratelimit-remaining": "10"})
     hook(response)  # fails inside, swallowed
-    hook(response)  # skipped quickly while Redis is marked down
+    started = time.monotonic()
+    hook(response)  # skipped while Redis is marked down: no new connection attempt
+    assert time.monotonic() - started < 0.05
     local = GitHubCalls()
     local(response)
     local(httpx.Response(404))

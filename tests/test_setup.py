@@ -227,3 +227,18 @@ def test_setup_command_end_to_end(fake_github, tmp_path: Path, monkeypatch: pyte
     assert fake_github.webhook_secret not in result.output and "PRIVATE KEY" not in result.output
     with pytest.raises(httpx.ConnectError):
         get(f"http://127.0.0.1:{port}/")
+
+
+def test_values_dotenv_would_mangle_are_quoted_and_read_back(tmp_path: Path) -> None:
+    """A key path with a space (or a #) survives the round trip through .env and Settings."""
+    env = tmp_path / ".env"
+    update_env(env, {"PRIVATE_KEY_PATH": "my keys/#1 key.pem", "APP_ID": "7"})
+    settings = load_settings(_env_file=str(env))
+    assert str(settings.private_key_path) == "my keys/#1 key.pem" and settings.app_id == 7
+
+
+def test_page_refuses_other_host_names(server: SetupServer) -> None:
+    """DNS rebinding: the page answers only under 127.0.0.1 or localhost."""
+    resp = httpx.get(server.url, headers={"Host": f"evil.example:{server.port}"}, timeout=5)
+    assert resp.status_code == 421 and server.flow.state not in resp.text
+    assert httpx.get(server.url, headers={"Host": f"localhost:{server.port}"}, timeout=5).status_code == 200

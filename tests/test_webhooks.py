@@ -251,3 +251,34 @@ def test_production_mode_enqueues_an_rq_job(make_runtime) -> None:
     assert job.func_name == "workers.jobs.process_delivery" and job.args == (resp.get_json()["delivery"],)
     with rt.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Delivery)).scalar() == 1
+
+
+def test_web_processes_hand_over_to_rq_in_the_background(make_runtime) -> None:
+    """Production web processes answer without waiting for Redis; the GUIDs reach RQ in batches."""
+    from app import create_app
+    from slipway.transport import BackgroundEnqueuer
+    from workers.inbox import mark_unqueued
+
+    rt = make_runtime("production")
+    inner = rt.transport
+    rt.transport = BackgroundEnqueuer(inner, lambda guids: mark_unqueued(rt.engine, guids))
+    poster = Deliveries(create_app(rt=rt).test_client())
+    guids = [poster.post("ping", factories.ping(str(i))).get_json()["delivery"] for i in range(25)]
+    assert rt.transport.flush()
+    assert sorted(j.args[0] for j in inner.queue.jobs) == sorted(guids)
+    drain(rt)
+    assert {r.state for r in rows(rt)} == {"done"}
+
+
+def test_background_hand_over_failure_leaves_rows_for_the_sweeper(make_runtime) -> None:
+    """When Redis refuses the batch, the rows go back to 'received' and nothing is lost."""
+    from app import create_app
+    from slipway.transport import BackgroundEnqueuer, RQTransport
+    from workers.inbox import mark_unqueued
+
+    rt = make_runtime("production", transport=RQTransport("redis://127.0.0.1:9/0"))
+    rt.transport = BackgroundEnqueuer(rt.transport, lambda guids: mark_unqueued(rt.engine, guids))
+    resp = Deliveries(create_app(rt=rt).test_client()).post("ping", factories.ping())
+    assert resp.status_code == 200
+    assert rt.transport.flush()
+    assert [r.state for r in rows(rt)] == ["received"]

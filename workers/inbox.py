@@ -160,3 +160,44 @@ def submit_internal(engine: Engine, transport: object, event: str, payload: dict
     except Exception:
         mark_unqueued(engine, [guid])  # the sweeper queues it
     return guid
+
+
+_INSERT_CACHE: dict[str, object] = {}
+
+
+def _delivery_insert(dialect: str) -> object:
+    """INSERT .. ON CONFLICT DO NOTHING RETURNING id with bound parameters, built once per dialect (hot path)."""
+    stmt = _INSERT_CACHE.get(dialect)
+    if stmt is None:
+        from sqlalchemy import bindparam
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        mod = {"postgresql": postgresql, "sqlite": sqlite}[dialect]
+        cols = [c.name for c in Delivery.__table__.columns if c.name != "id"]
+        stmt = (mod.insert(Delivery).values({c: bindparam(c, type_=Delivery.__table__.c[c].type) for c in cols})
+                .on_conflict_do_nothing().returning(Delivery.id))
+        _INSERT_CACHE[dialect] = stmt
+    return stmt
+
+
+_DELIVERY_DEFAULTS = {"hook_id": None, "action": None, "installation_id": None, "repository": None, "attempts": 0,
+                      "error": None, "note": None, "queued_at": None, "started_at": None, "finished_at": None,
+                      "lease_until": None, "next_attempt_at": None}
+
+
+def store(engine: Engine, values: dict) -> int | None:
+    """Store a new delivery in one autocommitted statement; None when its GUID or body is already stored."""
+    from sqlalchemy.exc import DBAPIError
+
+    params = {**_DELIVERY_DEFAULTS, **values}
+    for attempt in (1, 2):
+        try:
+            with engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # one round trip: no BEGIN/COMMIT
+                return conn.execute(_delivery_insert(conn.dialect.name), params).scalar()
+        except DBAPIError as exc:
+            # Pooled connections are not pinged first (a round trip per request); a connection that died
+            # while idle (database restart) is invalidated and the statement tried once more.
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    return None

@@ -52,10 +52,13 @@ def dispatch(rt: runtime.Runtime, c: inbox.Claim) -> Outcome:
 
 def _unexpected(rt: runtime.Runtime, c: inbox.Claim, exc: Exception, extra: dict) -> str:
     """Database and network hiccups are retried; anything else is a bug, recorded on the delivery."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
     from sqlalchemy.exc import OperationalError
 
     error = f"{type(exc).__name__}: {exc}"[:2000]
-    if isinstance(exc, OperationalError | ConnectionError | TimeoutError):
+    # redis-py's errors are not the builtin ones: a Redis restart (token cache) is a hiccup, not a bug.
+    if isinstance(exc, OperationalError | ConnectionError | TimeoutError | RedisConnectionError | RedisTimeoutError):
         try:
             return inbox.retry_later(rt.engine, c, None, error, rt.settings.max_attempts)
         except Exception:

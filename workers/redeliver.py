@@ -182,7 +182,7 @@ def redeliver_failed(rt: Runtime, since: timedelta, *, dry_run: bool = False,
             continue
         except (RateLimited, GitHubUnavailable) as exc:
             raise Stopped(f"redelivery stopped: {_explain(exc)}", report) from None
-        log.info("redelivery requested", extra={"delivery": attempt.guid, "hook_delivery_id": attempt.id})
+        log.debug("redelivery requested", extra={"delivery": attempt.guid, "hook_delivery_id": attempt.id})
         progress(f"redelivered {line}")
         report.redelivered.append(attempt.guid)
     return report

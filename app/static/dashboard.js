@@ -82,14 +82,18 @@
     const h = hints || {};
     if (n === "production" || n === "prod" || h.production) return "production";
     if (n === "staging" || n === "stage") return "staging";
-    if (h.kind === "preview" || h.transient || /^(pr|preview|review)([-_/]?\d+)?$|^(pr|preview)[-_/]|preview/.test(n)) return "preview";
+    // Slipway names previews pr-<number> by default; GitHub marks them transient.
+    if (h.kind === "preview" || h.transient || /^(pr|review)([-_/]?\d+)$|^(pr|review)[-_/]|preview/.test(n)) {
+      return "preview";
+    }
     return "other";
   }
 
   /** An environment badge; hints: kind (from /environments), production and transient (from GitHub). */
   function envBadge(name, hints) {
     const tone = envTone(name, hints);
-    return el("span", { class: "badge env-" + tone, title: `${name} (${tone === "other" ? "environment" : tone})`, text: name || "—" });
+    const title = `${name} (${tone === "other" ? "environment" : tone})`;
+    return el("span", { class: "badge env-" + tone, title, text: name || "—" });
   }
 
   /** Colour family of a deployment status. */
@@ -103,7 +107,8 @@
 
   function statusPill(status) {
     const label = String(status || "unknown").replace(/_/g, " ");
-    return el("span", { class: "status status-" + statusTone(status) }, el("span", { class: "status-dot", "aria-hidden": "true" }), label);
+    return el("span", { class: "status status-" + statusTone(status) },
+      el("span", { class: "status-dot", "aria-hidden": "true" }), label);
   }
 
   /** The commit link (or plain text when there is no repository or sha). */
@@ -113,7 +118,8 @@
     if (!sha || !repository || !/^[\w.-]+\/[\w.-]+$/.test(repository)) {
       return el("span", { class: version ? "" : "mono", title: sha || null, text });
     }
-    const link = el("a", { href: `${base}/${repository}/commit/${sha}`, title: `Commit ${sha}`, class: version ? "" : "mono", text });
+    const href = `${base}/${repository}/commit/${sha}`;
+    const link = el("a", { href, title: `Commit ${sha}`, class: version ? "" : "mono", text });
     return version && short ? el("span", {}, link, " ", el("span", { class: "sha mono", text: short })) : link;
   }
 
@@ -141,7 +147,9 @@
         }
         button.textContent = done ? "Copied" : "Copy";
         button.classList.toggle("copied", done);
-        if (status) status.textContent = done ? "The key is on your clipboard." : "Press Ctrl+C (⌘C) to copy the selected key.";
+        if (status) {
+          status.textContent = done ? "The key is on your clipboard." : "Press Ctrl+C (⌘C) to copy the selected key.";
+        }
         if (!done) { input.focus(); input.select(); }
       });
     }
@@ -173,12 +181,17 @@
   const githubBase = (cfg.githubUrl || "https://github.com").replace(/\/$/, "");
   const form = document.getElementById("filters");
   const $ = (id) => document.getElementById(id);
-  const state = { seen: null, timer: null, busy: false, lastGood: 0, sig: {} };
+  // gen counts filter changes: an answer to an older filter is dropped and the refresh runs again at once.
+  const state = { seen: null, timer: null, busy: false, again: false, gen: 0, sig: {} };
 
   /** The filters as they stand in the form. */
   function filters() {
     const data = new FormData(form);
-    return { period: data.get("period") || "24h", environment: data.get("environment") || "", repository: data.get("repository") || "" };
+    return {
+      period: data.get("period") || "24h",
+      environment: data.get("environment") || "",
+      repository: data.get("repository") || "",
+    };
   }
 
   /** A URL with the query parameters that are set. */
@@ -189,13 +202,20 @@
     return s ? `${url}?${s}` : url;
   }
 
+  /** A non-2xx answer, with its status and Retry-After seconds. */
   class HttpError extends Error {
-    constructor(status, retryAfter) { super("HTTP " + status); this.status = status; this.retryAfter = retryAfter; }
+    constructor(status, retryAfter) {
+      super("HTTP " + status);
+      this.status = status;
+      this.retryAfter = retryAfter;
+    }
   }
 
   /** GET JSON from the read API with the session cookie. */
   async function getJSON(url) {
-    const resp = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" }, cache: "no-store" });
+    const resp = await fetch(url, {
+      credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" },
+    });
     if (!resp.ok) throw new HttpError(resp.status, Number(resp.headers.get("Retry-After")) || 0);
     return resp.json();
   }
@@ -210,6 +230,12 @@
 
   // ---- latest deployments
 
+  /** The key of one environment of one repository (or service). */
+  function envKey(owner, environment) { return `${owner}\u0000${environment}`; }
+
+  /** A table cell with an explicit role: the small-screen layout restyles the table, the roles keep it one. */
+  function cell(attrs, ...children) { return el("td", { role: "cell", ...attrs }, ...children); }
+
   function renderDeployments(items, kinds) {
     const body = $("deployments-body");
     const fresh = new Set();
@@ -217,19 +243,20 @@
     state.seen = new Set(items.map((d) => d.id));
     if (!changed("deployments", items)) return fresh;
     if (!items.length) {
-      body.replaceChildren(el("tr", { class: "empty" }, el("td", { colspan: 6, text: "No deployments in this period." })));
+      body.replaceChildren(el("tr", { class: "empty", role: "row" },
+        cell({ colspan: 6, text: "No deployments in this period." })));
       return fresh;
     }
     body.replaceChildren(...items.map((d) => {
       const repo = d.repository || d.service || "";
-      return el("tr", { class: fresh.has(d.id) ? "fresh" : null, "data-id": d.id },
-        el("td", {}, envBadge(d.environment, { kind: kinds.get(`${d.repository || d.service}\u0000${d.environment}`),
-          production: d.production, transient: d.transient })),
-        el("td", { class: "repo" }, repo ? el("span", { title: repo, text: repo }) : el("span", { class: "muted", text: "—" })),
-        el("td", {}, commitLink(githubBase, d.repository, d.sha, d.version)),
-        el("td", {}, statusPill(d.status)),
-        el("td", {}, deployerName(d.deployer) || el("span", { class: "muted", text: d.source || "—" })),
-        el("td", { class: "when" }, timeEl(d.deployed_at || d.created_at)));
+      const hints = { kind: kinds.get(envKey(repo, d.environment)), production: d.production, transient: d.transient };
+      return el("tr", { class: fresh.has(d.id) ? "fresh" : null, "data-id": d.id, role: "row" },
+        cell({}, envBadge(d.environment, hints)),
+        cell({ class: "repo" }, el("span", { title: repo || null, class: repo ? null : "muted", text: repo || "—" })),
+        cell({}, commitLink(githubBase, d.repository, d.sha, d.version)),
+        cell({}, statusPill(d.status)),
+        cell({}, deployerName(d.deployer) || el("span", { class: "muted", text: d.source || "—" })),
+        cell({ class: "when" }, timeEl(d.deployed_at || d.created_at)));
     }));
     return fresh;
   }
@@ -246,13 +273,15 @@
       return;
     }
     list.replaceChildren(...shown.map((e) => el("li", { class: "env" },
-      el("div", { class: "env-head" }, envBadge(e.environment, { kind: e.kind }), statusPill(e.status)),
-      el("div", { class: "env-repo", title: e.repository || e.service, text: e.repository || e.service }),
+      el("div", { class: "env-head" }, envBadge(e.environment, { kind: e.kind }),
+        el("span", { class: "env-repo", title: e.repository || e.service, text: e.repository || e.service }),
+        statusPill(e.status)),
       el("div", { class: "env-meta" },
         commitLink(githubBase, e.repository, e.sha, e.version),
         e.since ? el("span", { class: "muted" }, " · ", timeEl(e.since)) : null,
         deployerName(e.deployer) ? el("span", { class: "muted", text: " · by " + deployerName(e.deployer) }) : null,
-        e.url && /^https?:\/\//.test(e.url) ? el("span", {}, " · ", el("a", { href: e.url, rel: "noopener noreferrer", text: "open" })) : null))));
+        /^https?:\/\//.test(e.url || "")
+          ? el("span", {}, " · ", el("a", { href: e.url, rel: "noopener noreferrer", text: "open" })) : null))));
   }
 
   // ---- gate decisions
@@ -290,7 +319,9 @@
 
   // ---- DORA figures
 
-  const PERIOD_WORDS = { "1h": "the last hour", "24h": "the last 24 hours", "7d": "the last 7 days", "30d": "the last 30 days" };
+  const PERIOD_WORDS = {
+    "1h": "the last hour", "24h": "the last 24 hours", "7d": "the last 7 days", "30d": "the last 30 days",
+  };
 
   function setStat(id, value, note) {
     if ($(id).textContent !== value) $(id).textContent = value;
@@ -315,14 +346,14 @@
       rate = perDay >= 1 || perDay === 0 ? `${+perDay.toFixed(1)} / day` : `${+(perDay * 7).toFixed(1)} / week`;
     }
     setStat("stat-frequency", rate, `${plural(freq.deployments || 0, "successful deployment")}`);
-    setStat("stat-lead", lead.count ? duration(lead.median_seconds) : "–",
-      lead.count ? `median of ${plural(lead.count, "change")} · p90 ${duration(lead.p90_seconds)}` : "no new change went live");
+    setStat("stat-lead", lead.count ? duration(lead.median_seconds) : "–", lead.count
+      ? `median of ${plural(lead.count, "change")} · p90 ${duration(lead.p90_seconds)}` : "no new change went live");
     const failures = (cfr.failed || 0) + (cfr.rolled_back || 0);
     setStat("stat-cfr", cfr.rate === null || cfr.rate === undefined ? "–" : `${+(cfr.rate * 100).toFixed(1)} %`,
       finished ? `${failures} of ${finished} failed or rolled back` : "no finished deployment");
-    setStat("stat-mttr", mttr.count ? duration(mttr.median_seconds) : "–",
-      mttr.count ? `median of ${plural(mttr.count, "incident")}${mttr.unrestored ? ` · ${mttr.unrestored} still down` : ""}`
-        : (mttr.unrestored ? `${mttr.unrestored} still down` : "no failure to restore"));
+    const down = mttr.unrestored ? `${mttr.unrestored} still down` : "";
+    setStat("stat-mttr", mttr.count ? duration(mttr.median_seconds) : "–", mttr.count
+      ? `median of ${plural(mttr.count, "incident")}${down ? " · " + down : ""}` : (down || "no failure to restore"));
   }
 
   // ---- the chart: successful deployments per day, change failures stacked on top (inline SVG)
@@ -356,19 +387,24 @@
       const ok = d.deployments || 0, bad = d.change_failures || 0;
       const g = svg("g", {});
       g.append(svg("title", {}, `${d.date}: ${plural(ok, "successful deployment")}, ${plural(bad, "change failure")}`));
-      if (ok) g.append(svg("rect", { class: "bar-ok", x, width: barW, y: y(ok), height: top + plotH - y(ok), rx: Math.min(3, barW / 3) }));
-      if (bad) g.append(svg("rect", { class: "bar-fail", x, width: barW, y: y(ok + bad), height: y(ok) - y(ok + bad), rx: Math.min(3, barW / 3) }));
+      const rx = Math.min(3, barW / 3);
+      if (ok) g.append(svg("rect", { class: "bar-ok", x, width: barW, y: y(ok), height: y(0) - y(ok), rx }));
+      if (bad) {
+        g.append(svg("rect", { class: "bar-fail", x, width: barW, y: y(ok + bad), height: y(ok) - y(ok + bad), rx }));
+      }
       g.append(svg("rect", { class: "bar-hit", x: left + i * step, width: step, y: top, height: plotH }));
       chart.append(g);
       if (i % every === 0 || series.length <= 7) {
-        const label = new Date(d.date + "T00:00:00Z").toLocaleDateString([], { month: "short", day: "numeric", timeZone: "UTC" });
+        const label = new Date(d.date + "T00:00:00Z")
+          .toLocaleDateString([], { month: "short", day: "numeric", timeZone: "UTC" });
         chart.append(svg("text", { x: left + i * step + step / 2, y: H - 6, "text-anchor": "middle" }, label));
       }
     });
     const total = series.reduce((n, d) => n + (d.deployments || 0), 0);
     const fails = series.reduce((n, d) => n + (d.change_failures || 0), 0);
     fig.setAttribute("aria-label", `Deployments per day from ${series[0].date} to ${series[series.length - 1].date}: `
-      + `${plural(total, "successful deployment")} and ${plural(fails, "change failure")} in all, at most ${max} on one day.`);
+      + `${plural(total, "successful deployment")} and ${plural(fails, "change failure")} in all, `
+      + `at most ${max} on one day.`);
     fig.replaceChildren(chart);
   }
 
@@ -390,15 +426,32 @@
     if (text) setTimeout(() => { a.textContent = text; }, 50);
   }
 
+  /** Put one round of answers on the page. */
+  function show(f, deps, envs, decisions, dora) {
+    const kinds = new Map(envs.items.map((e) => [envKey(e.repository || e.service, e.environment), e.kind]));
+    const fresh = renderDeployments(deps.items, kinds);
+    renderEnvironments(envs.items, f);
+    renderDecisions(decisions.items);
+    renderDora(dora, f);
+    const names = (field) => envs.items.map((e) => e[field]).concat(deps.items.map((d) => d[field]));
+    fillSelect($("filter-environment"), names("environment"), "All environments");
+    fillSelect($("filter-repository"), names("repository"), "All repositories");
+    if (fresh.size) announce(fresh.size === 1 ? "1 new deployment" : `${fresh.size} new deployments`);
+    const now = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    setLive("Live · updated " + now, "ok");
+  }
+
   async function refresh() {
-    if (state.busy) return;
+    if (state.busy) { state.again = true; return; }
     state.busy = true;
+    state.again = false;
     clearTimeout(state.timer);
+    const gen = state.gen;
     let wait = Number(cfg.refreshMs) || 5000;
     const f = filters();
     const scope = { environment: f.environment, repository: f.repository };
     try {
-      const [deps, envs, decisions, dora] = await Promise.all([
+      const answers = await Promise.all([
         getJSON(withQuery(cfg.deploymentsUrl, { limit: 20, period: f.period, ...scope })),
         getJSON(withQuery(cfg.environmentsUrl, { limit: 100, state: "active" })),
         getJSON(withQuery(cfg.decisionsUrl, { limit: 8, ...scope })),
@@ -407,16 +460,7 @@
           return null; // the figures are a bonus: the list still refreshes without them
         }),
       ]);
-      const kinds = new Map(envs.items.map((e) => [`${e.repository || e.service}\u0000${e.environment}`, e.kind]));
-      const fresh = renderDeployments(deps.items, kinds);
-      renderEnvironments(envs.items, f);
-      renderDecisions(decisions.items);
-      renderDora(dora, f);
-      fillSelect($("filter-environment"), envs.items.map((e) => e.environment).concat(deps.items.map((d) => d.environment)), "All environments");
-      fillSelect($("filter-repository"), envs.items.map((e) => e.repository).concat(deps.items.map((d) => d.repository)), "All repositories");
-      if (fresh.size) announce(fresh.size === 1 ? "1 new deployment" : `${fresh.size} new deployments`);
-      state.lastGood = Date.now();
-      setLive("Live · updated " + new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" }), "ok");
+      if (gen === state.gen) show(f, ...answers); // else the filters changed meanwhile: run again below
     } catch (e) {
       if (e.status === 401) {
         window.location.assign(cfg.loginUrl); // the session ended (signed out, or the key was revoked)
@@ -432,7 +476,8 @@
       state.busy = false;
     }
     tickTimes();
-    if (!document.hidden) state.timer = setTimeout(refresh, wait);
+    if (state.again || gen !== state.gen) refresh();
+    else if (!document.hidden) state.timer = setTimeout(refresh, wait);
   }
 
   /** Filters apply at once: the URL keeps them (shareable, survives a reload), the data refreshes. */
@@ -441,6 +486,7 @@
     history.replaceState(null, "", withQuery(window.location.pathname, f.period === "24h" ? { ...f, period: "" } : f));
     state.seen = null;
     state.sig = {};
+    state.gen += 1;
     refresh();
   });
   form.addEventListener("submit", (event) => { event.preventDefault(); refresh(); });

@@ -1,0 +1,74 @@
+"""Scenario 1 (reliability.md section 6): workers SIGKILLed at random while deliveries stream in."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.faults.conftest import TERMINAL, push_outcome
+
+pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.postgres]
+
+DELIVERIES = 300
+WORKERS = 3
+KILL_EVERY = 3.0
+STREAM_SECONDS = 24.0
+
+
+@pytest.mark.timeout(150)
+def test_sigkilled_workers_lose_nothing_and_duplicate_nothing(make_cluster) -> None:  # noqa: ANN001
+    """Scaled down from 1,000 deliveries / a kill every 10 s / 15 min to 300 deliveries over ~24 s, 3 workers,
+    a random worker SIGKILLed every 3 s and replaced at once (JOB_LEASE_SECONDS=8 instead of 120).
+
+    Pass: every accepted delivery terminal (`done`) within 60 s of the last POST, exactly one GitHub
+    deployment per push (0 duplicates by Slipway key and by commit), 0 rows left non-terminal.
+    """
+    cluster = make_cluster().start(workers=WORKERS)
+    rnd = random.Random(1)
+    stop = threading.Event()
+    kills: list[float] = []
+
+    def killer() -> None:
+        while not stop.wait(KILL_EVERY):
+            live = cluster.live_workers()
+            if live:
+                rnd.choice(live).kill()
+                kills.append(time.monotonic())
+            while len(cluster.live_workers()) < WORKERS:
+                cluster.start_worker()
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        with ThreadPoolExecutor(4) as pool:
+            futures = []
+            for n in range(DELIVERIES):
+                futures.append(pool.submit(cluster.push, n))
+                time.sleep(max(0.0, started + (n + 1) * STREAM_SECONDS / DELIVERIES - time.monotonic()))
+            posted = [f.result() for f in futures]
+        # keep killing while the backlog drains, for one more round
+        time.sleep(KILL_EVERY)
+    finally:
+        stop.set()
+        thread.join(10)
+    while len(cluster.live_workers()) < WORKERS:
+        cluster.start_worker()
+    accepted = [p for p in posted if 200 <= p.status < 300]
+    waited = time.monotonic()
+    rows = cluster.wait_terminal([p.guid for p in accepted], timeout=60)
+    drained = time.monotonic() - waited
+    summary, rows = push_outcome(cluster, posted, "1-worker-sigkill", kills=len(kills),
+                                 drain_s=f"{drained:.1f}")
+    assert len(accepted) == DELIVERIES, [p for p in posted if p not in accepted][:5]
+    assert summary.duplicated == 0
+    assert summary.lost == 0, {g: (r.state, r.error) for g, r in rows.items() if r.state not in TERMINAL}
+    assert {r.state for r in rows.values()} == {"done"}, [(r.state, r.error) for r in rows.values() if r.state != "done"][:5]
+    stuck = [g for g, r in cluster.rows().items() if r.state not in TERMINAL]
+    assert stuck == []
+    assert len(kills) >= 5
+    assert cluster.leaks() == []
