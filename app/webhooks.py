@@ -122,7 +122,8 @@ def _enqueue(rt: Any, guids: list[str]) -> str:
         rt.transport.enqueue(guids)
         return "queued"
     except Exception as exc:
-        log.warning("queue unavailable; the sweeper will queue the delivery", extra={"error": str(exc)})
+        log.warning("queue unavailable; the sweeper will queue the delivery",
+                    extra={"delivery": ",".join(guids), "error": str(exc)})
         try:
             inbox.mark_unqueued(rt.engine, guids)
         except DBAPIError:

@@ -15,14 +15,14 @@ pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.postgres]
 
 DELIVERIES = 300
 WORKERS = 3
-KILL_EVERY = 3.0
-STREAM_SECONDS = 24.0
+KILL_EVERY = 2.5
+STREAM_SECONDS = 20.0
 
 
 @pytest.mark.timeout(150)
 def test_sigkilled_workers_lose_nothing_and_duplicate_nothing(make_cluster) -> None:  # noqa: ANN001
-    """Scaled down from 1,000 deliveries / a kill every 10 s / 15 min to 300 deliveries over ~24 s, 3 workers,
-    a random worker SIGKILLed every 3 s and replaced at once (JOB_LEASE_SECONDS=8 instead of 120).
+    """Scaled down from 1,000 deliveries / a kill every 10 s / 15 min to 300 deliveries over ~20 s, 3 workers,
+    a random worker SIGKILLed every 2.5 s and replaced at once (JOB_LEASE_SECONDS=8 instead of 120).
 
     Pass: every accepted delivery terminal (`done`) within 60 s of the last POST, exactly one GitHub
     deployment per push (0 duplicates by Slipway key and by commit), 0 rows left non-terminal.
