@@ -46,9 +46,9 @@ def readable(view: Callable[..., Any]) -> Callable[..., Any]:
         if presented_key():
             try:
                 limits.enforce()
-            except limits.RateLimitExceeded:
-                raise ApiError(429, "rate_limited", "rate limit of this key exceeded; retry after Retry-After seconds",
-                               headers={"Retry-After": "60"}) from None
+            except limits.RateLimitExceeded:  # flask-limiter adds Retry-After to the answer
+                raise ApiError(429, "rate_limited",
+                               "rate limit of this key exceeded; retry after Retry-After seconds") from None
         return view(*args, **kwargs)
 
     return inner
@@ -65,9 +65,9 @@ def invalid(field: str, why: str) -> ApiError:
 def allow(*names: str) -> None:
     """Refuse parameters the endpoint does not know: a misspelt filter must not silently match everything."""
     unknown = sorted(set(request.args) - set(names))
+    why = f"unknown parameter; known: {', '.join(names)}" if names else "this endpoint takes no parameters"
     if unknown:
-        raise ApiError(422, "invalid", "invalid query parameters",
-                       {name: f"unknown parameter; known: {', '.join(names)}" for name in unknown})
+        raise ApiError(422, "invalid", "invalid query parameters", dict.fromkeys(unknown, why))
 
 
 def text(name: str) -> str | None:
@@ -120,7 +120,7 @@ def time_range(default_period: str | None) -> tuple[datetime | None, datetime | 
 def record_id(value: str) -> int:
     """A path id; 404 when it cannot be one of ours."""
     if not value.isdigit() or len(value) > 18:
-        raise ApiError(404, "not_found", f"no deployment {value!r}")
+        raise ApiError(404, "not_found", f"no deployment {value}")
     return int(value)
 
 

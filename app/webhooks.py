@@ -52,13 +52,16 @@ def _json_document(raw: bytes, mimetype: str) -> bytes:
     """The JSON bytes of the delivery: the body itself, or the `payload` field of a form body."""
     if mimetype == "application/x-www-form-urlencoded":
         try:
-            fields = parse_qs(raw, keep_blank_values=True, strict_parsing=False, max_num_fields=100)
+            # Decoded here, not by parse_qs: given bytes it re-encodes every value as ASCII and so refuses
+            # any non-ASCII character (an emoji in a commit message). surrogateescape keeps the exact bytes.
+            fields = parse_qs(raw.decode("utf-8", "surrogateescape"), keep_blank_values=True, strict_parsing=False,
+                              max_num_fields=100, encoding="utf-8", errors="surrogateescape")
         except ValueError as exc:
             raise ApiError(400, "bad_request", f"form body could not be parsed: {exc}") from None
-        values = fields.get(b"payload")
+        values = fields.get("payload")
         if not values:
             raise ApiError(400, "bad_request", "form body has no `payload` field")
-        return values[0]
+        return values[0].encode("utf-8", "surrogateescape")
     return raw
 
 

@@ -29,6 +29,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -395,12 +396,17 @@ class TimedCalls(list):
         super().append(call)
 
 
+def prepare_fake(fake: Any) -> Any:
+    """Time-stamp its calls and make every push to main deploy to staging (no required checks)."""
+    fake.calls = TimedCalls(fake.calls)
+    fake.set_file(factories.REPO, ".github/slipway.yml", STAGING_ON_PUSH)
+    return fake
+
+
 @pytest.fixture
 def gh(fake_github: Any) -> Any:
     """The fake GitHub with the App installed on octo-org/hello, whose config deploys every push to staging."""
-    fake_github.calls = TimedCalls(fake_github.calls)
-    fake_github.set_file(factories.REPO, ".github/slipway.yml", STAGING_ON_PUSH)
-    return fake_github
+    return prepare_fake(fake_github)
 
 
 def slipway_key(dep: dict[str, Any]) -> str | None:
@@ -441,6 +447,8 @@ class Posted:
     body: Any
     seconds: float
     sha: str | None = None
+    at: float = 0.0  # time.monotonic() when the request started
+    raw: bytes = b""  # the body, for a redelivery of the very same bytes
 
 
 class Cluster:
@@ -453,6 +461,7 @@ class Cluster:
         self.redis = redis
         self.fake = fake
         self.secret = f"fault-secret-{uuid.uuid4().hex}"
+        self.extra_secrets: list[str] = []  # more strings that must never be logged (other secrets, API keys)
         self.port = free_port()
         self.env = {
             "PATH": os.environ.get("PATH", ""), "HOME": str(workdir), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
@@ -544,7 +553,13 @@ class Cluster:
             status, answer = resp.status_code, _json(resp.content)
         except Exception as exc:  # noqa: BLE001 - a refused or dropped request is a result
             status, answer = 0, repr(exc)
-        return Posted(guid, status, answer, time.monotonic() - started)
+        return Posted(guid, status, answer, time.monotonic() - started, at=started, raw=body)
+
+    def redeliver(self, p: Posted, event: str = "push") -> Posted:
+        """GitHub's redelivery: the same GUID, the same bytes, the same signature."""
+        again = self.post_raw(event, p.raw, guid=p.guid)
+        again.sha = p.sha
+        return again
 
     def post(self, event: str, payload: dict[str, Any], **kw: Any) -> Posted:
         """POST a JSON payload, signed."""
@@ -595,7 +610,7 @@ class Cluster:
 
     def leaks(self) -> list[str]:
         """Log lines of this cluster's processes that carry a secret, a token, a JWT, a key."""
-        patterns = [*LEAK_PATTERNS, re.compile(re.escape(self.secret))]
+        patterns = [*LEAK_PATTERNS, *(re.compile(re.escape(x)) for x in [self.secret, *self.extra_secrets])]
         found = []
         for proc in self.procs:
             if not proc.log.exists():
@@ -666,6 +681,104 @@ def make_cluster(tmp_path: Path, fault_db: str, redis_server: RedisServer, gh: A
     finally:
         for c in built:
             c.stop()
+
+
+@contextmanager
+def infrastructure(workdir: Path, template_db: str, **env: Any) -> Iterator[Cluster]:
+    """Everything a cluster needs, built and torn down together (for module-scoped clusters)."""
+    from sqlalchemy import text
+
+    from tests.fakegithub import FakeGitHub, generate_private_key_pem
+
+    name = f"slipway_fault_{uuid.uuid4().hex[:10]}"
+    admin = _admin_engine()
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
+    redis = fake = cluster = None
+    try:
+        redis = RedisServer(workdir / "redis").start()
+        fake = FakeGitHub(app_id=APP_ID, private_key_pem=generate_private_key_pem())
+        fake.add_installation(factories.INSTALLATION_ID)
+        fake.add_repo(factories.REPO, factories.INSTALLATION_ID)
+        fake.start()
+        prepare_fake(fake)
+        cluster = Cluster(workdir / "cluster", _db_url(name), redis, fake, **env)
+        yield cluster
+        assert fake.errors == [], "the fake GitHub itself failed"
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        if redis is not None:
+            redis.stop()
+        if fake is not None:
+            fake.stop()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@dataclass
+class RawAnswer:
+    """What a raw HTTP exchange produced."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    sent: int  # body bytes the server took before it answered or closed
+    seconds: float
+
+
+def raw_http(port: int, method: str, path: str, headers: dict[str, str], body: bytes = b"", *,
+             body_size: int | None = None, chunked: bool = False, chunk: int = 1 << 20,
+             wait_first: float = 0.0, timeout: float = 20.0) -> RawAnswer:
+    """One HTTP/1.1 request over a plain socket, so the test controls exactly what goes on the wire.
+
+    `body_size` streams that many filler bytes instead of `body` (never held in memory at once);
+    `chunked` sends them with Transfer-Encoding: chunked and no Content-Length; `wait_first` waits that
+    long for an early answer after the headers before sending any of the body. Sending stops as soon as
+    the server answers or closes; the answer is then read.
+    """
+    started = time.monotonic()
+    total = body_size if body_size is not None else len(body)
+    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    lines.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {total}")
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sent = 0
+    try:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        early = select.select([sock], [], [], wait_first)[0] if wait_first else []
+        if not early:
+            filler = b"x" * chunk
+            try:
+                while sent < total:
+                    piece = body[sent:sent + chunk] if body_size is None else filler[:min(chunk, total - sent)]
+                    sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n" if chunked else piece)
+                    sent += len(piece)
+                    if select.select([sock], [], [], 0)[0]:
+                        break  # the server answered (or closed) before the whole body was sent
+                else:
+                    if chunked:
+                        sock.sendall(b"0\r\n\r\n")
+            except OSError:
+                pass  # the server closed its side: read what it said
+        data = b""
+        try:
+            while True:
+                piece = sock.recv(65536)
+                if not piece:
+                    break
+                data += piece
+        except OSError:
+            pass
+    finally:
+        sock.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n") if head else ("",)
+    parts = status_line.split(" ")
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    hdrs = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
+    return RawAnswer(status, hdrs, rest, sent, time.monotonic() - started)
 
 
 def proxied_url(database_url: str, proxy: PgProxy) -> str:

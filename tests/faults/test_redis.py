@@ -54,7 +54,7 @@ def test_redis_sigkilled_mid_run_loses_nothing(make_cluster, redis_server) -> No
     accepted = [p for p in posted if 200 <= p.status < 300]
     rows = cluster.wait_terminal([p.guid for p in accepted], timeout=60)
     recovered = time.monotonic() - outage["up"]
-    received = sum(1 for p in accepted if isinstance(p.body, dict) and p.body.get("state") == "received")
+    received = sum(1 for p in accepted if outage["down"] <= p.at <= outage["up"])
     alive = len(cluster.live_workers())
     summary, rows = push_outcome(cluster, posted, "2-redis-sigkill", answered_while_down=received,
                                  workers_alive=f"{alive}/2", recovered_s=f"{recovered:.1f}")
@@ -76,7 +76,7 @@ def test_redis_down_during_a_burst_answers_fast_and_catches_up(make_cluster, red
     """Scaled down from "Redis down 60 s during 300 POSTs" to Redis down ~6 s during a burst of 60 POSTs
     (8 in parallel).
 
-    Pass: 60/60 answered 2xx, each in < 1 s (stored as `received`); after Redis is back, all terminal
+    Pass: 60/60 answered 2xx, each in < 1 s (stored; the hand-over to RQ fails and the sweeper queues them); after Redis is back, all terminal
     (`done`, one deployment each) within 45 s, with the same worker processes.
     """
     cluster = make_cluster().start(workers=2)
@@ -97,7 +97,7 @@ def test_redis_down_during_a_burst_answers_fast_and_catches_up(make_cluster, red
                                  workers_alive=f"{len(cluster.live_workers())}/2", recovered_s=f"{recovered:.1f}")
     assert len(accepted) == 60, [(p.status, p.body) for p in posted if p not in accepted][:5]
     assert slowest < 1.0, sorted(p.seconds for p in posted)[-5:]
-    assert {p.body["state"] for p in accepted} == {"received"}
+    assert {p.body["state"] for p in accepted} <= {"queued", "received"}  # stored; the sweeper queues them
     assert summary.duplicated == 0 and summary.lost == 0
     assert all(r.state == "done" for r in rows.values()), \
         [(r.state, r.error) for r in rows.values() if r.state != "done"][:5]
