@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 
 from app import dora
@@ -21,7 +21,6 @@ from models import Candidate, Decision, Deployment, DeploymentStatus, Environmen
 
 FAILED_STATES = ("failure", "error")
 CHUNK = 500  # values per IN list (SQLite caps bound parameters per statement)
-ENV_CHUNK = 100  # environments per UNION (SQLite caps compound SELECTs at 500 terms)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -247,20 +246,38 @@ class DoraFilter:
 
 def dora_metrics(engine: Engine, f: DoraFilter, since: datetime, until: datetime) -> dict[str, Any]:
     """The four keys over [since, until) for the filtered deployments (see docs/dora.md)."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         window = _window(conn, f, since, until)
-        context = _neighbours(conn, window, since, until) + _same_commits(conn, window)
-        seen = _commits_seen(conn, {(r.owner, r.sha) for r in window if r.sha and "/" in r.owner})
-    return dora.summarize(window + context, since, until, first_seen=seen)  # window first: it wins over context
+        context = _neighbours(conn, f, since, until)
+        earlier, seen = _same_commits(conn, window, since)
+        _merge_seen(seen, _commits_seen(conn, {(r.owner, r.sha) for r in window
+                                               if r.sha and r.deployed_at and not r.committed_at and "/" in r.owner}))
+    return dora.summarize(window + context + earlier, since, until, first_seen=seen)  # window first: it wins
+
+
+# What went live in the period, and what had a failure in it (whatever its scope, it is read by id).
+def _live(since: datetime, until: datetime) -> list[Any]:
+    """Deployments whose first success is in the period."""
+    return [Deployment.deployed_at >= since, Deployment.deployed_at < until]
+
+
+def _failing(since: datetime, until: datetime) -> Any:
+    """Ids of deployments with a failure status in the period (an index-only scan of the status index)."""
+    return (select(DeploymentStatus.deployment_id)
+            .where(DeploymentStatus.state.in_(FAILED_STATES), DeploymentStatus.created_at >= since,
+                   DeploymentStatus.created_at < until))
 
 
 def _window(conn: Connection, f: DoraFilter, since: datetime, until: datetime) -> list[dora.DeployRow]:
-    """Deployments that went live in the period, and those with a failure in it (finished or not)."""
-    live = _dora_rows(conn, Deployment.deployed_at >= since, Deployment.deployed_at < until, *f.where())
-    failing = (select(DeploymentStatus.deployment_id)
-               .where(DeploymentStatus.state.in_(FAILED_STATES), DeploymentStatus.created_at >= since,
-                      DeploymentStatus.created_at < until))
-    return live + _dora_rows(conn, Deployment.id.in_(failing), *f.where())
+    """The deployments the period counts: those that went live in it, and those with a failure in it."""
+    live = _dora_rows(conn, *_live(since, until), *f.where())
+    # Ids first, rows second: joining on ids alone reads indexes only, then few rows are fetched.
+    ids = [r[0] for r in conn.execute(select(Deployment.id).where(Deployment.id.in_(_failing(since, until)),
+                                                                  *f.where()))]
+    failed: list[dora.DeployRow] = []
+    for i in range(0, len(ids), CHUNK):
+        failed += _dora_rows(conn, Deployment.id.in_(ids[i:i + CHUNK]))
+    return live + failed
 
 
 def _dora_columns() -> tuple[Any, ...]:
@@ -295,37 +312,30 @@ def _parse_time(value: Any) -> datetime | None:
     return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def _owner_match(row: dora.DeployRow) -> Any:
-    """Deployments of the same repository, or of the same service alias when there is no repository."""
-    if "/" in row.owner:
-        return Deployment.repository == row.owner
-    return and_(Deployment.repository.is_(None), Deployment.service == row.owner)
+def _neighbours(conn: Connection, f: DoraFilter, since: datetime, until: datetime) -> list[dora.DeployRow]:
+    """Per environment of the period: the last success before it and the first one after it."""
+    ids: set[int] = set()
+    for owner in (Deployment.repository, Deployment.service):  # one statement each, so each probe uses its index
+        envs = _period_environments(f, since, until, owner)
+        same = (owner == envs.c.owner, Deployment.environment == envs.c.environment)
+        if owner is Deployment.service:
+            same += (Deployment.repository.is_(None),)
+        before = (select(Deployment.id).where(*same, Deployment.deployed_at < since)
+                  .order_by(Deployment.deployed_at.desc()).limit(1).correlate(envs).scalar_subquery())
+        after = (select(Deployment.id).where(*same, Deployment.deployed_at >= until)
+                 .order_by(Deployment.deployed_at).limit(1).correlate(envs).scalar_subquery())
+        for row in conn.execute(select(before, after).select_from(envs)):
+            ids.update(i for i in row if i is not None)
+    return _by_ids(conn, sorted(ids))
 
 
-def _neighbours(conn: Connection, window: list[dora.DeployRow], since: datetime,
-                until: datetime) -> list[dora.DeployRow]:
-    """Per environment of the window: the last success before the period and the first one after it."""
-    envs = list({r.env: r for r in window}.values())
-    ids: list[int] = []
-    for i in range(0, len(envs), ENV_CHUNK):
-        parts = []
-        for row in envs[i:i + ENV_CHUNK]:
-            same = (_owner_match(row), Deployment.environment == row.environment)
-            parts.append(select(Deployment.id).where(*same, Deployment.deployed_at < since)
-                         .order_by(Deployment.deployed_at.desc(), Deployment.id.desc()).limit(1).subquery().select())
-            parts.append(select(Deployment.id).where(*same, Deployment.deployed_at >= until)
-                         .order_by(Deployment.deployed_at, Deployment.id).limit(1).subquery().select())
-        ids += [r[0] for r in conn.execute(parts[0].union_all(*parts[1:]))]
-    return _by_ids(conn, ids)
-
-
-def _same_commits(conn: Connection, window: list[dora.DeployRow]) -> list[dora.DeployRow]:
-    """Every deployment of the window's commits: a redeploy is no new change, and the first one dates the commit."""
-    shas = sorted({r.sha for r in window if r.sha})
-    rows: list[dora.DeployRow] = []
-    for i in range(0, len(shas), CHUNK):
-        rows += _dora_rows(conn, Deployment.sha.in_(shas[i:i + CHUNK]), context=True)
-    return rows
+def _period_environments(f: DoraFilter, since: datetime, until: datetime, owner: Any) -> Any:
+    """The distinct (owner, environment) of the period's deployments, owned by a repository or by a service."""
+    owned = owner.is_not(None) if owner is Deployment.repository else Deployment.repository.is_(None)
+    cols = (owner.label("owner"), Deployment.environment.label("environment"))
+    live = select(*cols).where(*_live(since, until), *f.where(), owned)
+    failed = select(*cols).where(Deployment.id.in_(_failing(since, until)), *f.where(), owned)
+    return live.union(failed).subquery("envs")
 
 
 def _by_ids(conn: Connection, ids: list[int]) -> list[dora.DeployRow]:
@@ -336,15 +346,44 @@ def _by_ids(conn: Connection, ids: list[int]) -> list[dora.DeployRow]:
     return rows
 
 
+def _same_commits(conn: Connection, window: list[dora.DeployRow],
+                  since: datetime) -> tuple[list[dora.DeployRow], dict[tuple[str, str], datetime]]:
+    """Where else the period's commits were deployed, grouped: each one's first success per environment before
+    the period (a later success there is a redeploy, no new change), and when each commit was first seen."""
+    shas = sorted({r.sha for r in window if r.sha and r.deployed_at})  # only successes can be changes
+    earlier: list[dora.DeployRow] = []
+    seen: dict[tuple[str, str], datetime] = {}
+    for i in range(0, len(shas), CHUNK):
+        query = (select(Deployment.repository, Deployment.service, Deployment.environment, Deployment.sha,
+                        func.min(Deployment.id).label("id"), func.min(Deployment.created_at).label("created"),
+                        func.min(Deployment.deployed_at).label("deployed"))
+                 .where(Deployment.sha.in_(shas[i:i + CHUNK]))
+                 .group_by(Deployment.repository, Deployment.service, Deployment.environment, Deployment.sha))
+        for r in conn.execute(query):
+            owner = r.repository or r.service or ""
+            _merge_seen(seen, {(owner, r.sha): min(t for t in (r.created, r.deployed) if t is not None)})
+            if r.deployed is not None and r.deployed < since:
+                earlier.append(dora.DeployRow(id=-r.id, owner=owner, environment=r.environment, sha=r.sha,
+                                              created_at=r.created, deployed_at=r.deployed, counted=False))
+    return earlier, seen
+
+
+def _merge_seen(into: dict[tuple[str, str], datetime], more: dict[tuple[str, str], datetime]) -> None:
+    """Keep the earliest time of each commit."""
+    for key, when in more.items():
+        into[key] = min(into.get(key, when), when)
+
+
 def _commits_seen(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], datetime]:
     """Earliest time a gate decision or a deploy candidate saw each (repository, sha)."""
     seen: dict[tuple[str, str], datetime] = {}
-    shas = sorted({sha for _, sha in keys})
+    shas, repos = sorted({sha for _, sha in keys}), sorted({repo for repo, _ in keys})
     for table in (Decision, Candidate):
         for i in range(0, len(shas), CHUNK):
             query = (select(table.repository, table.sha, func.min(table.created_at).label("first"))
-                     .where(table.sha.in_(shas[i:i + CHUNK])).group_by(table.repository, table.sha))
-            for r in conn.execute(query):
-                if (r.repository, r.sha) in keys and r.first is not None:
-                    seen[(r.repository, r.sha)] = min(seen.get((r.repository, r.sha), r.first), r.first)
+                     .where(table.repository.in_(repos[:CHUNK]) if len(repos) <= CHUNK else True,
+                            table.sha.in_(shas[i:i + CHUNK]))
+                     .group_by(table.repository, table.sha))
+            _merge_seen(seen, {(r.repository, r.sha): r.first for r in conn.execute(query)
+                               if (r.repository, r.sha) in keys and r.first is not None})
     return seen

@@ -7,12 +7,13 @@ dashboard's own polling (signed-in session, no header) does not.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from app import limits, queries
 from app.apikeys import authenticate, presented_key
@@ -31,6 +32,7 @@ PERIODS = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(d
            "30d": timedelta(days=30), "90d": timedelta(days=90)}
 DEFAULT_DORA_PERIOD = "30d"
 MAX_DORA_RANGE = timedelta(days=366)  # the figures are computed per request; a year is plenty for a chart
+DORA_CACHE_SECONDS, DORA_CACHE_SIZE = 30.0, 256
 KINDS, ENV_STATES = ("preview", "branch", "static"), ("active", "destroyed")
 STATUS_ALIASES = {"failed": "failure"}  # the deploy webhook's spelling
 LIMITS = {"repository": 140, "service": 100, "environment": 255, "source": 50}
@@ -188,6 +190,26 @@ def dora_metrics() -> Any:
     if until - since > MAX_DORA_RANGE:
         raise invalid("since", f"the range may span at most {MAX_DORA_RANGE.days} days")
     f = queries.DoraFilter(text("repository"), text("service"), text("environment"))
-    figures = queries.dora_metrics(runtime().engine, f, since, until)
-    return jsonify({"repository": f.repository, "service": f.service, "environment": f.environment,
-                    "period": period, "since": queries.iso(since), "until": queries.iso(until), **figures})
+    key = (f, period) if period else (f, since, until)
+    return jsonify(cached(key, lambda: {
+        "repository": f.repository, "service": f.service, "environment": f.environment, "period": period,
+        "since": queries.iso(since), "until": queries.iso(until),
+        **queries.dora_metrics(runtime().engine, f, since, until)}))
+
+
+def cached(key: Any, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The answer computed for `key` in the last DORA_CACHE_SECONDS by this process, else a fresh one.
+
+    DORA reads every deployment of the period; a dashboard asks again every 5 seconds, and figures over
+    days do not move in seconds. Each app keeps its own cache, so no process depends on another's memory.
+    """
+    cache = current_app.extensions.setdefault("slipway.read_api.dora", {})
+    now = time.monotonic()
+    hit = cache.get(key)
+    if hit and hit[0] > now:
+        return hit[1]
+    value = compute()
+    if len(cache) >= DORA_CACHE_SIZE:
+        cache.clear()
+    cache[key] = (now + DORA_CACHE_SECONDS, value)
+    return value

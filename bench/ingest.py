@@ -118,13 +118,26 @@ def descendants(root: int) -> list[int]:
     return out
 
 
-def _ticks_by_comm(prefixes: tuple[str, ...]) -> dict[int, int]:
+def _ticks_by_comm(prefixes: tuple[str, ...], keep: Any = None) -> dict[int, int]:
     out = {}
     for pid in _all_pids():
         st = _proc_stat(pid)
-        if st and st[0].startswith(prefixes):
+        if st and st[0].startswith(prefixes) and (keep is None or keep(pid)):
             out[pid] = st[3]
     return out
+
+
+def _ours_or_shared(db_name: str | None) -> Any:
+    """PostgreSQL processes that count for the benchmark: our database's backends and the server's own
+    processes (postmaster, WAL writer, checkpointer, ...), not other clients' backends."""
+    def keep(pid: int) -> bool:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return False
+        client = "(" in cmd and ("127.0.0.1(" in cmd or "[local]" in cmd or "::1(" in cmd)
+        return not client or (db_name is not None and f" {db_name} " in cmd)
+    return keep
 
 
 def _machine_jiffies() -> tuple[int, int]:
@@ -136,14 +149,15 @@ def _machine_jiffies() -> tuple[int, int]:
 class CpuMeter:
     """CPU used during a run by the server's process tree, PostgreSQL, Redis and the load generator."""
 
-    def __init__(self, server_pid: int | None) -> None:
+    def __init__(self, server_pid: int | None, db_name: str | None = None) -> None:
         self.server_pids = descendants(server_pid) if server_pid else []
+        self.pg_keep = _ours_or_shared(db_name)
 
     def _snap(self) -> dict[str, Any]:
         return {
             "t": time.monotonic(),
             "server": {p: st[3] for p in self.server_pids if (st := _proc_stat(p))},
-            "pg": _ticks_by_comm(("postgres",)),
+            "pg": _ticks_by_comm(("postgres",), self.pg_keep),
             "redis": _ticks_by_comm(("redis-server",)),
             "self": resource.getrusage(resource.RUSAGE_SELF),
             "children": resource.getrusage(resource.RUSAGE_CHILDREN),
@@ -960,8 +974,9 @@ def render_section(ctx: dict[str, Any], notes: str) -> str:
                   "measured runs (table below), so these figures are lower than a quiet machine gives.", ""]
     lines += [
         "CPU during each measured run (% of one core; the machine has "
-        f"{m['nproc']} cores = {int(m['nproc']) * 100} %; busy/other in % of the whole machine, 'other' = processes "
-        "that are not part of the benchmark):",
+        f"{m['nproc']} cores = {int(m['nproc']) * 100} %; PostgreSQL = the benchmark database's backends and the "
+        "server's own processes; busy/other in % of the whole machine, 'other' = processes that are not part of the "
+        "benchmark, other clients' PostgreSQL backends included):",
         "",
         "| run | receiver | server | PostgreSQL | Redis | load generator | machine busy | other | server CPU µs/req | PostgreSQL CPU µs/req |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -1167,7 +1182,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 run_closed(server.port, reqs, tag, 0, args.connections, WARMUP_S)
             time.sleep(0.5)
-            with CpuMeter(server.proc.pid) as cpu:  # type: ignore[union-attr]
+            with CpuMeter(server.proc.pid, db.name) as cpu:  # type: ignore[union-attr]
                 if wrk:
                     out = wrk.run(server.port, args.connections, D, n_warm, n_main, not store, tag)
                 else:
@@ -1195,7 +1210,7 @@ def main(argv: list[str] | None = None) -> int:
             if store:
                 db.reset()  # type: ignore[union-attr]
                 redis.flush()  # type: ignore[union-attr]
-            with CpuMeter(server.proc.pid) as cpu:  # type: ignore[union-attr]
+            with CpuMeter(server.proc.pid, db.name) as cpu:  # type: ignore[union-attr]
                 out = run_paced(server.port, reqs, tag, 200_000_000, rate, D)
             non2xx = sum(v for k, v in out["statuses"].items() if not 200 <= k < 300)
             res = RunResult(name, "paced", D, out["completed"], out["n202"], non2xx, out["errors"], out["p50_ms"],

@@ -23,10 +23,12 @@ class Deployment(SQLModel, table=True):
         Index("ix_deployment_env_id", "environment", "id"),
         Index("ix_deployment_repo_id", "repository", "id"),
         Index("ix_deployment_repo_env_id", "repository", "environment", "id"),
+        Index("ix_deployment_svc_id", "service", "id"),
         # DORA: what went live in a period, per environment, and where else a commit was deployed.
         Index("ix_deployment_deployed", "deployed_at"),
         Index("ix_deployment_env_deployed", "environment", "deployed_at"),
         Index("ix_deployment_repo_env_deployed", "repository", "environment", "deployed_at"),
+        Index("ix_deployment_svc_env_deployed", "service", "environment", "deployed_at"),
         Index("ix_deployment_sha", "sha"),
     )
 
@@ -65,7 +67,8 @@ class DeploymentStatus(SQLModel, table=True):
     __tablename__ = "deployment_status"
     __table_args__ = (
         Index("ix_deployment_status_dep_created", "deployment_id", "created_at"),
-        Index("ix_deployment_status_state_created", "state", "created_at"),  # DORA: failures in a period
+        # DORA: which deployments failed in a period, answered from the index alone.
+        Index("ix_deployment_status_state_created", "state", "created_at", "deployment_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -1,8 +1,8 @@
-"""read api indexes: keyset pages by environment/repository, DORA periods, commits by sha
+"""read api indexes: keyset pages by environment, repository and service; DORA periods; commits by sha
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-22 08:02:15.180278
+Create Date: 2026-11-22 08:29:20.262432
 """
 from typing import Sequence, Union
 
@@ -27,9 +27,11 @@ def upgrade() -> None:
         batch_op.create_index('ix_deployment_repo_env_id', ['repository', 'environment', 'id'], unique=False)
         batch_op.create_index('ix_deployment_repo_id', ['repository', 'id'], unique=False)
         batch_op.create_index('ix_deployment_sha', ['sha'], unique=False)
+        batch_op.create_index('ix_deployment_svc_env_deployed', ['service', 'environment', 'deployed_at'], unique=False)
+        batch_op.create_index('ix_deployment_svc_id', ['service', 'id'], unique=False)
 
     with op.batch_alter_table('deployment_status', schema=None) as batch_op:
-        batch_op.create_index('ix_deployment_status_state_created', ['state', 'created_at'], unique=False)
+        batch_op.create_index('ix_deployment_status_state_created', ['state', 'created_at', 'deployment_id'], unique=False)
 
 
 
@@ -38,6 +40,8 @@ def downgrade() -> None:
         batch_op.drop_index('ix_deployment_status_state_created')
 
     with op.batch_alter_table('deployment', schema=None) as batch_op:
+        batch_op.drop_index('ix_deployment_svc_id')
+        batch_op.drop_index('ix_deployment_svc_env_deployed')
         batch_op.drop_index('ix_deployment_sha')
         batch_op.drop_index('ix_deployment_repo_id')
         batch_op.drop_index('ix_deployment_repo_env_id')

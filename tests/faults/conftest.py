@@ -389,16 +389,26 @@ def fault_db(fault_template_db: str) -> Iterator[str]:
 
 
 class TimedCalls(list):
-    """fake.calls that stamps each call with the time it arrived (`call.at`, time.monotonic())."""
+    """fake.calls that stamps each call with when it arrived: `call.at` (monotonic) and `call.wall` (epoch)."""
 
     def append(self, call: Any) -> None:  # noqa: D102
-        call.at = time.monotonic()
+        call.at, call.wall, call.fault = time.monotonic(), time.time(), None
         super().append(call)
 
 
 def prepare_fake(fake: Any) -> Any:
-    """Time-stamp its calls and make every push to main deploy to staging (no required checks)."""
+    """Time-stamp its calls, tag each call an injected fault hit (`call.fault`), and make every push to main
+    deploy to staging (no required checks)."""
     fake.calls = TimedCalls(fake.calls)
+    take = fake._take_fault
+
+    def tagged(method: str, path: str) -> Any:
+        fault = take(method, path)  # called under the fake's lock right after the call was appended
+        if fault is not None and fake.calls:
+            fake.calls[-1].fault = fault
+        return fault
+
+    fake._take_fault = tagged
     fake.set_file(factories.REPO, ".github/slipway.yml", STAGING_ON_PUSH)
     return fake
 

@@ -29,8 +29,9 @@ _Loader.add_implicit_resolver(
 
 def load_yaml(text: str) -> tuple[Node | None, Any]:
     """Compose and construct one YAML document, keeping the node tree for line numbers."""
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)  # the reader refuses control characters (NUL, ...) here already
         node = loader.get_single_node()
         return node, (loader.construct_document(node) if node is not None else None)
     except yaml.MarkedYAMLError as exc:
@@ -42,7 +43,8 @@ def load_yaml(text: str) -> tuple[Node | None, Any]:
     except RecursionError:
         raise ConfigError(None, "invalid YAML: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def key_lines(root: Node) -> dict[KeyPath, int]:
