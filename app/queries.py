@@ -255,7 +255,6 @@ def dora_metrics(engine: Engine, f: DoraFilter, since: datetime, until: datetime
     return dora.summarize(window + context + earlier, since, until, first_seen=seen)  # window first: it wins
 
 
-# What went live in the period, and what had a failure in it (whatever its scope, it is read by id).
 def _live(since: datetime, until: datetime) -> list[Any]:
     """Deployments whose first success is in the period."""
     return [Deployment.deployed_at >= since, Deployment.deployed_at < until]

@@ -79,6 +79,8 @@ def text(name: str) -> str | None:
         return None
     if not value.strip() or len(value) > LIMITS.get(name, 255):
         raise invalid(name, f"must be 1 to {LIMITS.get(name, 255)} characters")
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL; no stored name has one
+        raise invalid(name, "must not contain NUL characters")
     return value
 
 
@@ -100,9 +102,9 @@ def moment(name: str) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: year 1 moved west of UTC
         raise invalid(name, "must be an ISO 8601 time such as 2026-01-31T12:00:00Z") from None
-    return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def time_range(default_period: str | None) -> tuple[datetime | None, datetime | None, str | None]:
@@ -184,7 +186,10 @@ def dora_metrics() -> Any:
     allow("repository", "service", "environment", "period", "since", "until")
     since, until, period = time_range(DEFAULT_DORA_PERIOD)
     until = until or utcnow()
-    since = since or until - PERIODS[DEFAULT_DORA_PERIOD]  # only `until` given: the 30 days before it
+    try:
+        since = since or until - PERIODS[DEFAULT_DORA_PERIOD]  # only `until` given: the 30 days before it
+    except OverflowError:
+        raise invalid("until", "is too early") from None
     if since >= until:
         raise invalid("since", "must be earlier than until")
     if until - since > MAX_DORA_RANGE:

@@ -927,7 +927,9 @@ def render_section(ctx: dict[str, Any], notes: str) -> str:
         f"({ctx['pg_settings']}), Redis db {ctx['redis_db']} on 127.0.0.1:6379, LOG_LEVEL=warning. Slipway answered "
         f"the benchmark's deliveries with state `{ctx['slipway_state']}`"
         + (" (no handler for pull_request.opened, so no RQ job is enqueued on the request path)"
-           if ctx["slipway_state"] == "ignored" else "") + ".",
+           if ctx["slipway_state"] == "ignored" else
+           " (a handler exists, so each delivery is stored and then enqueued as an RQ job on the request path)"
+           if ctx["slipway_state"] == "queued" else "") + ".",
         f"- **Bare receiver:** `bench/bare_receiver.py` (Flask: read the body, HMAC-SHA256 check, 202), served by "
         f"gunicorn with the same {ctx['workers']} `{ctx['worker_class']}` workers and timeouts.",
         f"- **Checks before measuring:** Slipway: {', '.join(ctx['checks_slipway'])}; bare: {', '.join(ctx['checks_bare'])}.",
@@ -951,8 +953,8 @@ def render_section(ctx: dict[str, Any], notes: str) -> str:
     for r in (a_bare, a_sw, b_bare, b_sw):
         run = (f"(a) max, {ctx['connections']} conn, {r.duration_s:.0f} s" if r.mode == "max"
                else f"(b) paced {r.offered_rate:.0f}/s, {r.duration_s:.0f} s")
-        rows = "-" if r.rows_stored is None else (
-            f"{r.rows_stored:,}" + (f" ({r.note})" if r.note else ""))
+        note = "; ".join(x for x in (r.note, f"RQ jobs {r.queued_jobs:,}" if r.queued_jobs is not None else "") if x)
+        rows = "-" if r.rows_stored is None else f"{r.rows_stored:,}" + (f" ({note})" if note else "")
         lines.append(f"| {run} | {r.receiver} | {r.rate:,.0f} | {_ms(r.p50_ms)} | {_ms(r.p99_ms)} | {_ms(r.max_ms)} | "
                      f"{r.non2xx} | {r.socket_errors} | {r.n202:,} | {rows} |")
     ratio = a_sw.rate / a_bare.rate if a_bare.rate else 0.0

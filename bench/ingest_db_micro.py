@@ -12,10 +12,15 @@ database (`slipway_micro_<random>`, dropped at the end; admin URL as in bench/in
 - `prebuilt`: no pre-ping, and one INSERT statement built once, executed with the row as parameters.
 - `autocommit`: `prebuilt` on an AUTOCOMMIT connection: no BEGIN/COMMIT round trips (one statement, still a
   durable commit before the answer).
-- `autocommit+lz4`: the same after `ALTER TABLE delivery ALTER COLUMN body SET COMPRESSION lz4`.
+- `autocommit+lz4`: the same into a copy of the table (`delivery_lz4`) whose body column has
+  `SET COMPRESSION lz4`.
+
+The variants run interleaved, in 10 rounds, so load from other processes hits each of them alike.
 
 For each: rows/s, wall µs per row, client CPU µs per row and the PostgreSQL backend's CPU µs per row.
-Prints a Markdown table; writes nothing.
+Then the enqueue that follows the row for a handled event: `slipway.transport.RQTransport.enqueue([guid])`
+against a plain redis-py `RPUSH` of the GUID, on an empty Redis database index of its own (flushed after).
+Prints Markdown tables; writes nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from ingest import PG_ADMIN, Database, Requests  # noqa: E402
+from ingest import PG_ADMIN, REDIS_BASE, Database, RedisDb, Requests  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -55,40 +60,88 @@ def row_values(reqs: Requests, tag: str, seq: int) -> dict[str, Any]:
             "body": raw}
 
 
-def run_variant(name: str, url: str, reqs: Requests, rows: int, first_seq: int) -> dict[str, float]:
-    from sqlalchemy import text
-    from sqlalchemy.dialects.postgresql import insert
+VARIANTS = ["current", "no-pre-ping", "prebuilt", "autocommit", "autocommit+lz4"]
 
-    from models import Delivery
-    from models.db import insert_ignore, make_engine
 
-    engine = make_engine(url, pool_pre_ping=(name == "current"))
-    stmt = insert(Delivery).on_conflict_do_nothing().returning(Delivery.id)
-    tag = secrets.token_hex(4)
-    with engine.connect() as conn:
-        backend = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+class Variant:
+    """One way of writing the row, with its own engine (and table for lz4) and its counters."""
 
-    def one(seq: int) -> None:
-        values = row_values(reqs, tag, seq)
-        if name in ("current", "no-pre-ping"):
-            with engine.begin() as conn:
+    def __init__(self, name: str, url: str, reqs: Requests, first_seq: int) -> None:
+        from sqlalchemy import MetaData, text
+        from sqlalchemy.dialects.postgresql import insert
+
+        from models import Delivery
+        from models.db import make_engine
+
+        self.name, self.reqs, self.seq = name, reqs, first_seq
+        self.tag = secrets.token_hex(4)
+        self.engine = make_engine(url, pool_pre_ping=(name == "current"))
+        table = Delivery.__table__
+        if name.endswith("+lz4"):
+            table = table.to_metadata(MetaData(), name="delivery_lz4")
+        self.stmt = insert(table).on_conflict_do_nothing().returning(table.c.id)
+        with self.engine.connect() as conn:
+            self.backend = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        self.rows = 0
+        self.wall = self.client = self.pg = 0.0
+
+    def one(self) -> None:
+        from models import Delivery
+        from models.db import insert_ignore
+
+        values = row_values(self.reqs, self.tag, self.seq)
+        self.seq += 1
+        if self.name in ("current", "no-pre-ping"):
+            with self.engine.begin() as conn:
                 stored = insert_ignore(conn, Delivery, values, returning=Delivery.id)
-        elif name == "prebuilt":
-            with engine.begin() as conn:
-                stored = conn.execute(stmt, values).scalar()
+        elif self.name == "prebuilt":
+            with self.engine.begin() as conn:
+                stored = conn.execute(self.stmt, values).scalar()
         else:
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                stored = conn.execute(stmt, values).scalar()
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                stored = conn.execute(self.stmt, values).scalar()
         assert stored is not None
 
-    for i in range(50):  # warm caches, prepared statements, the pool
-        one(first_seq + i)
-    pg0, cpu0, t0 = _ticks(backend), time.process_time(), time.perf_counter()
-    for i in range(rows):
-        one(first_seq + 50 + i)
-    wall, cpu, pg = time.perf_counter() - t0, time.process_time() - cpu0, (_ticks(backend) - pg0) / CLK_TCK
-    engine.dispose()
-    return {"rows/s": rows / wall, "wall": wall / rows * 1e6, "client": cpu / rows * 1e6, "pg": pg / rows * 1e6}
+    def chunk(self, n: int) -> None:
+        """n rows, timed (the pool keeps one connection, so the backend stays the same)."""
+        pg0, cpu0, t0 = _ticks(self.backend), time.process_time(), time.perf_counter()
+        for _ in range(n):
+            self.one()
+        self.wall += time.perf_counter() - t0
+        self.client += time.process_time() - cpu0
+        self.pg += (_ticks(self.backend) - pg0) / CLK_TCK
+        self.rows += n
+
+    def result(self) -> dict[str, float]:
+        r = self.rows
+        return {"rows/s": r / self.wall, "wall": self.wall / r * 1e6, "client": self.client / r * 1e6,
+                "pg": self.pg / r * 1e6}
+
+
+def enqueue_costs(n: int) -> dict[str, dict[str, float]]:
+    """RQ's enqueue as Slipway does it, against one RPUSH, interleaved in 10 rounds."""
+    from slipway.transport import RQTransport
+
+    rdb = RedisDb(REDIS_BASE, None)
+    try:
+        transport = RQTransport(rdb.url)
+        ops = {"RQTransport.enqueue (RQ job per delivery)": lambda g: transport.enqueue([g]),
+               "redis-py RPUSH of the GUID": lambda g: rdb.client.rpush("micro:ids", g)}
+        acc = {k: [0.0, 0.0, 0] for k in ops}
+        for k, op in ops.items():
+            for i in range(20):
+                op(f"warm-{k[:3]}-{i}")
+        for r in range(10):
+            for k, op in ops.items():
+                c0, t0 = time.process_time(), time.perf_counter()
+                for i in range(max(1, n // 10)):
+                    op(f"{r}-{i}-{secrets.token_hex(4)}")
+                acc[k][0] += time.perf_counter() - t0
+                acc[k][1] += time.process_time() - c0
+                acc[k][2] += max(1, n // 10)
+        return {k: {"rate": c / w, "wall": w / c * 1e6, "client": cpu / c * 1e6} for k, (w, cpu, c) in acc.items()}
+    finally:
+        rdb.close()
 
 
 def main() -> int:
@@ -105,21 +158,35 @@ def main() -> int:
         from models.db import upgrade
 
         upgrade(db.url)
-        for n, name in enumerate(["current", "no-pre-ping", "prebuilt", "autocommit", "autocommit+lz4"]):
-            if name == "autocommit+lz4":
-                db.conn().execute("ALTER TABLE delivery ALTER COLUMN body SET COMPRESSION lz4")
-            db.reset()
-            results[name] = run_variant(name, db.url, reqs, args.rows, (n + 1) * 1_000_000)
-            r = results[name]
-            print(f"{name}: {r['rows/s']:,.0f} rows/s, wall {r['wall']:,.0f} µs, client CPU {r['client']:,.0f} µs, "
+        db.conn().execute("CREATE TABLE delivery_lz4 (LIKE delivery INCLUDING ALL)")
+        db.conn().execute("ALTER TABLE delivery_lz4 ALTER COLUMN body SET COMPRESSION lz4")
+        variants = [Variant(name, db.url, reqs, (n + 1) * 1_000_000) for n, name in enumerate(VARIANTS)]
+        for v in variants:  # warm caches, prepared statements, the pool
+            v.chunk(50)
+            v.rows = 0
+            v.wall = v.client = v.pg = 0.0
+        rounds = 10
+        for _ in range(rounds):  # interleaved, so load from other processes hits every variant alike
+            for v in variants:
+                v.chunk(max(1, args.rows // rounds))
+        for v in variants:
+            results[v.name] = r = v.result()
+            v.engine.dispose()
+            print(f"{v.name}: {r['rows/s']:,.0f} rows/s, wall {r['wall']:,.0f} µs, client CPU {r['client']:,.0f} µs, "
                   f"PostgreSQL CPU {r['pg']:,.0f} µs per row", file=sys.stderr)
     finally:
         db.drop()
+    enq = enqueue_costs(args.rows)
     print(f"\n{args.rows} rows of {reqs.body_size:,} bytes per variant, one client, sequential:\n")
     print("| variant | rows/s | wall µs/row | client CPU µs/row | PostgreSQL backend CPU µs/row |")
     print("|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['rows/s']:,.0f} | {r['wall']:,.0f} | {r['client']:,.0f} | {r['pg']:,.0f} |")
+    print(f"\n{args.rows} enqueues per variant, one client, sequential:\n")
+    print("| enqueue | per second | wall µs | client CPU µs |")
+    print("|---|---|---|---|")
+    for name, r in enq.items():
+        print(f"| {name} | {r['rate']:,.0f} | {r['wall']:,.0f} | {r['client']:,.0f} |")
     return 0
 
 

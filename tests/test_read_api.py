@@ -128,7 +128,8 @@ def test_period_filter_ends_now(rt: Any, client: Any, key: str) -> None:
     ({"cursor": "not-a-cursor"}, "cursor"), ({"envronment": "production"}, "envronment"),
     ({"period": "2d"}, "period"), ({"period": "24h", "since": "2026-03-01"}, "period"),
     ({"since": "2026-03-02", "until": "2026-03-01"}, "until"), ({"environment": "x" * 256}, "environment"),
-    ({"repository": ""}, "repository"),
+    ({"repository": ""}, "repository"), ({"repository": "o/\x00"}, "repository"),
+    ({"since": "0001-01-01T00:00:00+01:00"}, "since"),
 ])
 def test_bad_filters_are_422_naming_the_field(client: Any, key: str, params: dict[str, str], field: str) -> None:
     """A bad filter never silently matches everything."""
@@ -325,10 +326,22 @@ def test_dora_scope_and_defaults(rt: Any, client: Any, key: str) -> None:
     assert get(client, key, DORA, period="90d")[1]["deployment_frequency"]["deployments"] == 3
 
 
+def test_dora_answers_are_reused_for_a_while(client: Any, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dashboard polling every 5 seconds gets the figures computed once per 30 seconds per parameter set."""
+    from app import queries
+
+    calls: list[Any] = []
+    real = queries.dora_metrics
+    monkeypatch.setattr(queries, "dora_metrics", lambda *a: calls.append(a) or real(*a))
+    first = [get(client, key, DORA, period="7d")[1] for _ in range(3)]
+    get(client, key, DORA, period="24h")
+    assert len(calls) == 2 and first[0] == first[2]
+
+
 @pytest.mark.parametrize(("params", "field"), [
     ({"period": "2d"}, "period"), ({"since": "soon"}, "since"), ({"period": "7d", "until": "2026-03-01"}, "period"),
     ({"since": "2026-03-02", "until": "2026-03-01"}, "until"), ({"since": "2020-01-01", "until": "2026-01-01"}, "since"),
-    ({"limit": "5"}, "limit"), ({"status": "success"}, "status"),
+    ({"limit": "5"}, "limit"), ({"status": "success"}, "status"), ({"until": "0001-01-05"}, "until"),
 ])
 def test_dora_refuses_bad_parameters(client: Any, key: str, params: dict[str, str], field: str) -> None:
     """422 naming the parameter."""

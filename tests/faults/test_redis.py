@@ -16,9 +16,11 @@ import pytest
 
 from tests.faults.conftest import TERMINAL, push_outcome, wait_for
 
-pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.fault]
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 @pytest.mark.timeout(120)
 def test_redis_sigkilled_mid_run_loses_nothing(make_cluster, redis_server) -> None:  # noqa: ANN001
     """Scaled down from "restart after 20 s, all terminal within 10 min" to 80 deliveries over ~10 s with
@@ -71,6 +73,8 @@ def test_redis_sigkilled_mid_run_loses_nothing(make_cluster, redis_server) -> No
     assert worker.popen.wait(8) == 0, "SIGTERM did not stop the worker cleanly"
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 @pytest.mark.timeout(90)
 def test_redis_down_during_a_burst_answers_fast_and_catches_up(make_cluster, redis_server) -> None:  # noqa: ANN001
     """Scaled down from "Redis down 60 s during 300 POSTs" to Redis down ~6 s during a burst of 60 POSTs

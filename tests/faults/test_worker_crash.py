@@ -72,3 +72,57 @@ def test_sigkilled_workers_lose_nothing_and_duplicate_nothing(make_cluster) -> N
     assert stuck == []
     assert len(kills) >= 5
     assert cluster.leaks() == []
+
+
+@pytest.mark.timeout(120)
+def test_sigkilled_web_processes_lose_no_accepted_delivery(make_cluster) -> None:  # noqa: ANN001
+    """Scenario 1 for the web side (not in reliability.md's table): web processes answer 202 once the row is
+    committed and hand the GUID to RQ from a background thread, so a web process killed between the two
+    leaves a `queued` row that only the sweeper can find. 150 deliveries over ~12 s, 4 in parallel, a random
+    gunicorn worker SIGKILLed every 1.5 s (gunicorn starts a new one); POSTs that got no answer are
+    redelivered by GitHub (same GUID and body), as the deliveries page lets one do.
+
+    Pass: every delivery accepted (after redelivery), all `done`, exactly one deployment each.
+    """
+    cluster = make_cluster().start(workers=2)
+    rnd = random.Random(2)
+    stop = threading.Event()
+    kills: list[int] = []
+
+    def killer() -> None:
+        while not stop.wait(1.5):
+            pids = cluster.web_pids()
+            if pids:
+                pid = rnd.choice(pids)
+                try:
+                    __import__("os").kill(pid, __import__("signal").SIGKILL)
+                    kills.append(pid)
+                except ProcessLookupError:
+                    pass
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        with ThreadPoolExecutor(4) as pool:
+            futures = []
+            for n in range(150):
+                futures.append(pool.submit(cluster.push, n))
+                time.sleep(max(0.0, started + (n + 1) * 12.0 / 150 - time.monotonic()))
+            posted = [f.result() for f in futures]
+    finally:
+        stop.set()
+        thread.join(10)
+    unanswered = [p for p in posted if not 200 <= p.status < 300]
+    final = {p.guid: p for p in posted}
+    for p in unanswered:
+        final[p.guid] = cluster.redeliver(p)
+    rows = cluster.wait_terminal(list(final), timeout=45)
+    summary, rows = push_outcome(cluster, list(final.values()), "1b-web-sigkill", kills=len(kills),
+                                 unanswered_then_redelivered=len(unanswered))
+    assert len(kills) >= 5
+    assert all(200 <= p.status < 300 for p in final.values()), [(p.status, p.body) for p in final.values()][:3]
+    assert summary.duplicated == 0
+    assert summary.lost == 0, {g: (r.state, r.error) for g, r in rows.items() if r.state not in TERMINAL}
+    assert all(r.state == "done" for r in rows.values())
+    assert cluster.leaks() == []

@@ -9,7 +9,6 @@ the error recorded, or is re-scheduled (`queued`) with the error recorded.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import Counter
 from typing import Any
@@ -128,7 +127,7 @@ def worker_rt(make_runtime, fake_github, github_settings, monkeypatch):  # noqa:
 OUTCOMES: Counter[str] = Counter()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
 @given(case=mangled())
 def test_no_payload_makes_the_job_raise_or_end_unrecorded(worker_rt: Any, case: tuple[str, dict[str, Any]]) -> None:
     """Every mangled delivery ends terminal (or re-scheduled) with any error recorded; the job never raises."""
@@ -147,11 +146,13 @@ def test_no_payload_makes_the_job_raise_or_end_unrecorded(worker_rt: Any, case: 
     OUTCOMES[f"{name}: {row.state}"] += 1
     event(f"{row.state}")
     assert row.state in ("done", "ignored", "failed", "queued"), (row.state, result)
-    assert result in ("done", "ignored", "failed", "queued"), result
+    if result == "not-claimed":  # the mangled action is one Slipway does not act on: ignored on arrival
+        assert row.state == "ignored" and row.note and row.attempts == 0, row
+    else:
+        assert result == row.state, (result, row.state)
     if row.state == "failed":
         assert row.error, "failed without the reason"
         if row.error.split(":")[0] in ("KeyError", "TypeError", "AttributeError", "ValueError", "IndexError"):
             event(f"crash {name}: {row.error.split(':')[0]}")
     if row.state == "queued":
         assert row.error and row.next_attempt_at is not None, "re-scheduled without the reason"
-    assert json.loads(bytes(row.body)) == payload or name == "ping" or True

@@ -1,0 +1,391 @@
+"""Worker benchmark: deliveries per second of ONE `slipway worker` process vs RQ's own no-op job rate.
+
+    .venv/bin/python bench/worker.py [--no-write] [--profile auto|always|never]
+
+What it does, all on 127.0.0.1, bounded in time (budget 230 s; about 2-3 minutes with the defaults):
+1. Sets up (bench/common.py): a PostgreSQL database `slipway_bench_<hex>` migrated by `slipway db upgrade`, a
+   reserved Redis database index, the fake GitHub API (tests/fakegithub.py) in its own process with one
+   installation and 20 repositories whose `.github/slipway.yml` deploys pushes to main to `staging` with
+   `required_checks: []`, and `slipway serve` (production mode, 2 gunicorn workers) used only to load deliveries.
+2. Warm-up (not measured): one push per repository through a `slipway worker --burst` (the configuration of
+   each repository gets cached, the installation token minted and shared through Redis).
+3. Each measured run: the deliveries are POSTed, signed, through the real web server (stored and queued by
+   Slipway itself); once all jobs sit in RQ's `slipway` queue the web server is idle and
+   `slipway worker --burst` is started. The benchmark polls the queue every 5 ms; the measured window starts
+   when the first 18 jobs have been taken (start-up, imports and first-call costs stay out) and ends when
+   the queue, RQ's intermediate queue and the started-job registry are all empty. rate = jobs finished in
+   the window / window. Afterwards every delivery must be `done` in the database.
+   Baseline: RQ's `SimpleWorker` (the class `slipway worker` uses) in burst mode on a queue of no-op jobs
+   (`common.noop(guid)` returns None), enqueued with the options Slipway's transport uses (result_ttl=0,
+   same timeout/failure_ttl/description, one pipeline), with the same Redis client options and the same
+   logging level, measured the same way; run before and after the Slipway mix and averaged.
+4. Runs: RQ no-op, Slipway mix, RQ no-op again, then each kind alone (push, deployment_status, ping).
+5. With --profile (by default when the target is missed and py-spy is installed) an extra mixed run is
+   sampled with py-spy (wall time incl. waits, and GIL-holding time) and summarised by where the time goes.
+6. Writes the section "Worker" of docs/benchmarks.md unless --no-write; stops every process by PID, drops the
+   database, flushes and releases the Redis index (also on error and Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common as c  # noqa: E402
+
+TARGET_RATIO = 0.75
+WARM_JOBS = 18
+POLL_S = 0.005
+N_REPOS = 20
+GIL_NOTE = ("wall = every sample of the worker's main thread, waits included; GIL = only samples in which it "
+            "held the GIL (ran Python)")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--mix", type=int, default=600, help="deliveries in the mixed run (default 600)")
+    p.add_argument("--noop", type=int, default=3000, help="no-op jobs per RQ baseline run (default 3000)")
+    p.add_argument("--push", type=int, default=150, help="deliveries in the push-only run (default 150)")
+    p.add_argument("--deployment-status", type=int, default=300, help="deliveries in the deployment_status-only run")
+    p.add_argument("--ping", type=int, default=600, help="deliveries in the ping-only run (default 600)")
+    p.add_argument("--profile", choices=["auto", "always", "never"], default="auto",
+                   help="py-spy profile of an extra mixed run: when the target is missed (auto), always or never")
+    p.add_argument("--profile-deliveries", type=int, default=300)
+    p.add_argument("--wait-quiet", type=int, default=20, metavar="SECONDS",
+                   help="wait up to this long for the machine to be under 25 %% busy before measuring")
+    p.add_argument("--no-write", action="store_true", help="print only; do not touch docs/benchmarks.md")
+    args = p.parse_args(argv)
+    for name in ("mix", "noop", "push", "deployment_status", "ping"):
+        if not WARM_JOBS + 10 <= getattr(args, name) <= 20000:
+            p.error(f"--{name.replace('_', '-')} must be {WARM_JOBS + 10}..20000")
+    return args
+
+
+# --------------------------------------------------------------------------- one burst run
+
+
+def measure_burst(stack: c.Stack, proc: c.Proc, queue: str, n: int, groups: dict[str, Any],
+                  timeout: float = 150.0) -> dict[str, Any]:
+    """Poll the queue until a burst worker has taken everything; the rate over the post-warm-up window."""
+    t_spawn = proc.started_at
+    t_first = t_warm = None
+    done_at_warm = 0
+    meter = c.CpuMeter(groups)
+    deadline = time.monotonic() + timeout
+    max_waiting = 0
+    while True:
+        waiting, moving, started = stack.redis.queue_state(queue)
+        now = time.monotonic()
+        max_waiting = max(max_waiting, waiting)
+        if t_first is None and waiting < n:
+            t_first = now
+        if t_warm is None and waiting <= n - WARM_JOBS:
+            t_warm = now
+            done_at_warm = n - waiting - moving - started
+            meter.__enter__()
+        if t_warm is not None and waiting == 0 and moving == 0 and started == 0:
+            t_end = now
+            meter.__exit__()
+            break
+        if now > deadline:
+            raise c.BenchError(f"{proc.name} did not finish {n} jobs in {timeout:.0f} s "
+                               f"(left: {waiting} waiting, {started} started); log:\n{proc.log_tail()}")
+        if not proc.alive() and waiting:
+            raise c.BenchError(f"{proc.name} exited with {waiting} jobs left; log:\n{proc.log_tail()}")
+        time.sleep(POLL_S)
+    rc = proc.wait(30)
+    t_exit = time.monotonic()
+    jobs = n - done_at_warm
+    window = t_end - t_warm
+    return {"n": n, "jobs": jobs, "window": window, "rate": jobs / window, "cpu": meter.result(),
+            "startup_s": (t_first or t_end) - t_spawn, "wall_s": t_exit - t_spawn, "exit": rc,
+            "max_waiting": max_waiting}
+
+
+def noop_run(stack: c.Stack, n: int, label: str) -> dict[str, Any]:
+    guids = [f"noop-{label}-{i:08d}" for i in range(n)]
+    c.enqueue_jobs(stack.redis.url, c.NOOP_QUEUE, c.NOOP_PATH, guids)
+    proc = stack.noop_worker()
+    res = measure_burst(stack, proc, c.NOOP_QUEUE, n, groups_for(stack, proc))
+    proc.stop()
+    failed = stack.redis.client.zcard(f"rq:failed:{c.NOOP_QUEUE}")
+    if failed:
+        raise c.BenchError(f"{failed} no-op jobs failed; see {proc.log_path}")
+    c.log(f"RQ no-op ({label}): {res['rate']:.0f} jobs/s ({res['jobs']} jobs in {res['window']:.2f} s)")
+    return res
+
+
+def groups_for(stack: c.Stack, worker: c.Proc) -> dict[str, Any]:
+    redis_pid = stack.redis.server_pid()
+    return {"worker": worker.tree, "postgres": lambda: c.pg_pids(stack.db.name),
+            "redis": lambda: [redis_pid] if redis_pid else [], "fake GitHub": lambda: [stack.fake.pid]}
+
+
+def load(stack: c.Stack, port: int, items: list[c.Delivery]) -> None:
+    """POST the deliveries through `slipway serve` and wait until every job is in the queue."""
+    before = stack.redis.queue_state(c.QUEUE)[0]
+    statuses = c.post_all(port, items, concurrency=4)
+    bad = {s: k for s, k in statuses.items() if s not in (200, 202)}
+    if bad:
+        raise c.BenchError(f"the web server answered {bad} while loading deliveries")
+    deadline = time.monotonic() + 30
+    while stack.redis.queue_state(c.QUEUE)[0] < before + len(items):
+        if time.monotonic() > deadline:
+            raise c.BenchError("the web server did not queue every delivery within 30 s")
+        time.sleep(0.05)
+
+
+def slipway_run(stack: c.Stack, port: int, items: list[c.Delivery], label: str,
+                profile: Any = None) -> dict[str, Any]:
+    load(stack, port, items)
+    stack.fake.ask("reset_counts")
+    proc = stack.worker(burst=True, name=f"slipway worker --burst ({label})", log_name=f"worker-{label}.log")
+    spies = profile(proc) if profile else None
+    res = measure_burst(stack, proc, c.QUEUE, len(items), groups_for(stack, proc))
+    if spies:
+        for spy in spies:
+            spy.wait(30)
+    proc.stop()
+    guids = [d.guid for d in items]
+    states = dict(stack.db.rows("SELECT state, count(*) FROM delivery WHERE guid = ANY(%s) GROUP BY state", guids))
+    if states.get("done", 0) != len(items):
+        errors = stack.db.rows("SELECT event, state, error FROM delivery WHERE guid = ANY(%s) AND state <> 'done' "
+                               "LIMIT 5", guids)
+        raise c.BenchError(f"not every delivery ended done: {states}; e.g. {errors}; log:\n{proc.log_tail()}")
+    res["job_ms"] = {k: (float(mean), float(p50), int(cnt)) for k, mean, p50, cnt in stack.db.rows(
+        "SELECT event, avg(extract(epoch FROM finished_at - started_at)) * 1000, "
+        "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at)) * 1000, count(*) "
+        "FROM delivery WHERE guid = ANY(%s) GROUP BY event", guids)}
+    res["calls"] = stack.fake.stats()["counts"]
+    res["kinds"] = collections.Counter(d.kind for d in items)
+    c.log(f"Slipway ({label}): {res['rate']:.1f} deliveries/s ({res['jobs']} in {res['window']:.2f} s)")
+    return res
+
+
+# --------------------------------------------------------------------------- profile
+
+
+def start_spies(pyspy: str, out_dir: Path, seconds: int) -> Any:
+    def attach(proc: c.Proc) -> list[subprocess.Popen[bytes]]:
+        time.sleep(1.5)  # past the imports; the samplers stop when the worker exits
+        spies = []
+        for kind, flag in (("wall", "--idle"), ("gil", "--gil")):
+            argv = [pyspy, "record", "--pid", str(proc.pid), "--rate", "100", "--nonblocking", "--format", "raw",
+                    "--duration", str(seconds), flag, "--output", str(out_dir / f"worker.pyspy-{kind}.txt")]
+            spies.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(out_dir / f"pyspy-{kind}.log", "wb"),
+                                          start_new_session=True))
+        return [_Spy(s) for s in spies]
+    return attach
+
+
+class _Spy:
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+
+    def wait(self, timeout: float) -> None:
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.terminate()
+            self.popen.wait(5)
+
+
+CATEGORIES: list[tuple[str, str]] = [
+    # (label, regex on the collapsed stack); the first match wins, so specific before general
+    ("githubkit: build a GitHub client per call (GitHub(), auth strategy, config)", r"__init__ \(githubkit/github\.py|_client \(workers/github\.py|get_config|TokenAuthStrategy"),
+    ("httpx: create/close a client and its connection pool per request", r"_get_client|_create_sync_client|Client\.__init__ \(httpx|close \(httpx|__exit__ \(httpx/_client|create_ssl_context|load_ssl_context|SSLContext"),
+    ("HTTP to the fake GitHub: connect, send, wait for the answer", r"httpcore|_send_single_request|handle_request \(httpx"),
+    ("githubkit: build the request / parse and validate the answer", r"githubkit/core|githubkit/rest|githubkit/versions|githubkit/response|pydantic"),
+    ("Redis: installation token, metrics counters", r"RedisTokens|GitHubCalls|_record_redis"),
+    ("RQ: take the next job, registries, heartbeat, finish", r"rq/worker|rq/job|rq/queue|rq/registry"),
+    ("SQL (SQLAlchemy + psycopg + PostgreSQL round trips)", r"sqlalchemy|psycopg"),
+    ("JSON decode of the stored body", r"json/decoder|loads \(json"),
+]
+
+
+def classify_profile(raw: Path) -> dict[str, Any]:
+    """Share of the main thread's samples per category (stacks of the sweeper thread are left out)."""
+    totals: collections.Counter[str] = collections.Counter()
+    funcs: collections.Counter[str] = collections.Counter()
+    n = 0
+    if not raw.exists():
+        return {"n": 0, "shares": {}, "funcs": {}}
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit() or "run_worker" not in stack:
+            continue
+        k = int(count)
+        n += k
+        inside_job = "process_delivery" in stack
+        label = None
+        for name, rx in CATEGORIES:
+            if re.search(rx, stack):
+                label = name
+                break
+        if label is None:
+            label = "Slipway's own Python (handlers, policy)" if inside_job else "other (worker loop, logging, idle)"
+        if label.startswith("RQ") and inside_job:
+            label = "Slipway's own Python (handlers, policy)"
+        totals[label] += k
+        for fn in set(re.findall(r"(\w+) \(((?:workers|slipway|models|app)/[\w/]+\.py)", stack)):
+            funcs[f"{fn[1]} {fn[0]}"] += k
+        if inside_job:
+            totals["__job__"] += k
+    return {"n": n, "shares": {k: v / n * 100 for k, v in totals.items()} if n else {},
+            "funcs": {k: v / n * 100 for k, v in funcs.most_common(12)} if n else {}}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def render(ctx: dict[str, Any]) -> str:
+    res = ctx["runs"]
+    noop = (res["noop1"]["rate"] + res["noop2"]["rate"]) / 2
+    mix = res["mix"]["rate"]
+    ratio = mix / noop
+    ok = ratio >= TARGET_RATIO
+    L = ["## Worker", "",
+         f"Written by `bench/worker.py` on {ctx['when']} (re-running it replaces this section).", ""]
+    L += c.facts_lines(ctx["stack"], ctx["busy_before"], ctx["command"])
+    L += [f"- **Set-up:** production mode; PostgreSQL database `slipway_bench_*` on 127.0.0.1:5432 (`slipway db upgrade`), "
+          f"Redis db {ctx['stack'].redis.index} on 127.0.0.1:6379 (reserved with `slipway-test:db:<n>` in db 0), "
+          f"LOG_LEVEL=warning for Slipway and for RQ's logger in both workers. The fake GitHub API "
+          f"(`tests/fakegithub.py`) runs in its own process: one installation, {N_REPOS} repositories whose "
+          "`.github/slipway.yml` is `environments: {staging: {on: push, required_checks: []}}`.",
+          f"- **Deliveries:** signed GitHub-shaped bodies (bench/common.py `Deliveries`): `push` to main "
+          f"(~7 KB, a new commit each, rising `pushed_at`, round the repositories) → Slipway posts the `slipway/staging` "
+          "commit status, looks for and creates the GitHub deployment, looks for and posts its `queued` status; "
+          "`deployment_status` (~8.5 KB; queued/in_progress/success of deployments another tool made) → recorded "
+          f"only; `ping` (~0.4 KB) → recorded. Mix: {c.MIX_TEXT}.",
+          "- **Loading:** the deliveries are POSTed through the real web server (`slipway serve`, 2 gunicorn sync "
+          "workers; it stores and queues them itself); the worker starts once all jobs are in the queue. A warm-up "
+          f"(one push per repository, not measured) caches each repository's configuration and mints the token.",
+          f"- **Timing:** `slipway worker --burst` (Slipway's SimpleWorker subclass + sweeper thread). The benchmark "
+          f"polls Redis every {POLL_S * 1000:.0f} ms; the window opens when the first {WARM_JOBS} jobs have been "
+          "taken (start-up and first-call costs left out) and closes when the queue, RQ's intermediate queue and the "
+          "started-job registry are empty; rate = jobs finished inside the window / window. Every delivery was "
+          "checked `done` afterwards.",
+          "- **Baseline:** `rq.SimpleWorker([queue]).work(burst=True, with_scheduler=False)` in its own process "
+          "(`python bench/common.py noop-worker`) on no-op jobs (`common.noop(guid)` returns None) enqueued with "
+          "Slipway's options (`result_ttl=0`, `failure_ttl=7d`, `timeout=110`, one pipeline), same Redis client "
+          "options and log level, timed the same way; run before and after the Slipway mix.",
+          ""]
+    L += ["| run | jobs in window | window s | jobs/s | worker CPU % | worker CPU ms/job | PostgreSQL % | Redis % | fake GitHub % | machine busy % | other % |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
+    names = [("noop1", "RQ no-op (before)"), ("mix", "Slipway, mix"), ("noop2", "RQ no-op (after)"),
+             ("push", "Slipway, push only"), ("deployment_status", "Slipway, deployment_status only"),
+             ("ping", "Slipway, ping only")]
+    for key, label in names:
+        r = res[key]
+        cpu = r["cpu"]
+        L.append(f"| {label} | {r['jobs']:,} | {r['window']:.2f} | {r['rate']:,.1f} | {cpu['worker']:.0f} | "
+                 f"{cpu['worker'] / 100 * r['window'] / r['jobs'] * 1000:.2f} | {cpu['postgres']:.0f} | "
+                 f"{cpu['redis']:.0f} | {cpu['fake GitHub']:.0f} | {cpu['busy']:.0f} | {cpu['other']:.0f} |")
+    L += ["", "CPU columns: % of one core over the window (the machine has "
+          f"{c.machine_facts()['nproc']} cores); PostgreSQL = our database's backends + the server's own processes; "
+          "'other' = what processes outside the benchmark used, in % of the whole machine.", ""]
+    L.append(f"**Target:** Slipway's worker ≥ {TARGET_RATIO} × RQ's no-op rate — **{'PASS' if ok else 'FAIL'}**: "
+             f"mix {mix:,.1f} deliveries/s vs RQ no-op {noop:,.0f} jobs/s (mean of {res['noop1']['rate']:,.0f} and "
+             f"{res['noop2']['rate']:,.0f}) = **{ratio:.3f}**.")
+    L += ["", "Per kind (each kind alone; job time = the delivery's `finished_at - started_at` in the database, "
+          "i.e. inside `process_delivery`, RQ's own work excluded; GitHub calls from the fake's log):", "",
+          "| kind | deliveries/s alone | ratio to RQ no-op | job time mean / p50 ms (alone) | job time mean ms (in the mix) | GitHub calls per delivery |",
+          "|---|---|---|---|---|---|"]
+    for kind in c.Deliveries.KINDS:
+        r = res[kind]
+        event = kind
+        mean, p50, _ = r["job_ms"].get(event, (float("nan"),) * 3)
+        mix_mean = res["mix"]["job_ms"].get(event, (float("nan"),))[0]
+        calls = sum(r["calls"].values()) / max(1, r["n"])
+        L.append(f"| `{kind}` | {r['rate']:,.1f} | {r['rate'] / noop:.3f} | {mean:.1f} / {p50:.1f} | {mix_mean:.1f} | "
+                 f"{calls:.1f} |")
+    push_calls = res["push"]["calls"]
+    if push_calls:
+        L += ["", "GitHub calls of the push-only run: " + ", ".join(
+            f"`{k}` × {v}" for k, v in sorted(push_calls.items(), key=lambda kv: -kv[1])) + "."]
+    caution = c.cpu_caution([(k, res[k]["cpu"]) for k, _ in names])
+    if caution:
+        L += ["", caution]
+    prof = ctx.get("profile")
+    if prof and prof.get("wall", {}).get("n"):
+        L += ["", "### Where the worker's time goes (py-spy)", "",
+              f"`py-spy record --pid <worker> --rate 100 --nonblocking --idle` and `--gil` side by side on "
+              f"`slipway worker --burst` during an extra mixed run of {ctx['profile_n']} deliveries "
+              f"({prof['rate']:.1f} deliveries/s under the samplers); main thread only ({GIL_NOTE}). "
+              f"Raw stacks: `{prof['dir']}/worker.pyspy-*.txt` (not committed).", "",
+              "| part | % of wall samples | % of GIL samples |", "|---|---|---|"]
+        wall, gil = prof["wall"]["shares"], prof["gil"]["shares"]
+        keys = [k for k in sorted(wall, key=lambda k: -wall[k]) if not k.startswith("__")]
+        for k in keys:
+            L.append(f"| {k} | {wall[k]:.1f} | {gil.get(k, 0.0):.1f} |")
+        L.append(f"| (inside `process_delivery`, all parts) | {wall.get('__job__', 0):.1f} | {gil.get('__job__', 0):.1f} |")
+        L += ["", "Slipway's own functions, inclusive (% of wall samples):", "",
+              "| function | wall % |", "|---|---|"]
+        for fn, share in prof["wall"]["funcs"].items():
+            L.append(f"| `{fn}` | {share:.1f} |")
+    if ctx.get("notes"):
+        L += ["", *ctx["notes"]]
+    return "\n".join(L) + "\n"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = c.command_line()
+    busy = c.wait_quiet(args.wait_quiet)
+    with c.Run("worker", 230) as run:
+        repos = c.repo_names(N_REPOS)
+        stack = c.make_stack(run, repos)
+        _serve, port = stack.serve(2)
+        gen = c.Deliveries(stack.secret, repos)
+        warm = [gen.push() for _ in repos]
+        c.log("warm-up: one push per repository")
+        slipway_run(stack, port, warm + gen.mix(WARM_JOBS + 10), "warm-up")
+        runs: dict[str, Any] = {}
+        runs["noop1"] = noop_run(stack, args.noop, "before")
+        runs["mix"] = slipway_run(stack, port, gen.mix(args.mix), "mix")
+        runs["noop2"] = noop_run(stack, args.noop, "after")
+        for kind in c.Deliveries.KINDS:
+            n = getattr(args, kind)
+            runs[kind] = slipway_run(stack, port, [gen.make(kind) for _ in range(n)], kind)
+        noop = (runs["noop1"]["rate"] + runs["noop2"]["rate"]) / 2
+        ratio = runs["mix"]["rate"] / noop
+        pyspy = c.pyspy_path()
+        profile = None
+        if args.profile == "always" or (args.profile == "auto" and ratio < TARGET_RATIO):
+            if pyspy is None:
+                c.log("py-spy is not installed; no profile (.venv/bin/pip install py-spy)")
+            else:
+                items = gen.mix(args.profile_deliveries)
+                r = slipway_run(stack, port, items, "profile", profile=start_spies(pyspy, run.dir, 60))
+                profile = {k: classify_profile(run.dir / f"worker.pyspy-{k}.txt") for k in ("wall", "gil")}
+                profile["rate"] = r["rate"]
+                profile["dir"] = run.dir.relative_to(c.ROOT)
+        ctx = {"runs": runs, "stack": stack, "busy_before": busy, "command": command, "profile": profile,
+               "profile_n": args.profile_deliveries, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        section = render(ctx)
+    print(section)
+    if not args.no_write:
+        c.write_section("Worker", section)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        c.log("interrupted; everything started was stopped")
+        sys.exit(130)
+    except c.BenchError as exc:
+        c.log(f"failed: {exc}")
+        sys.exit(1)
