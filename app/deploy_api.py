@@ -21,6 +21,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from app import deploy_formats as df
 from app import limits
+from app.bodies import read_body
 from app.apikeys import KeyInfo, find_key, presented_key
 from app.deploy_formats import Answer, DeployReport, InvalidReport
 from app.state import runtime
@@ -145,18 +146,11 @@ def _json_body() -> Any:
 
 
 def _read_body() -> bytes:
-    """The body, refused with 413 past the limit; a chunked body too, which werkzeug would silently cut short."""
-    chunks, size = [], 0
+    """The body, refused in this endpoint's own words past the limit."""
     try:
-        stream = request.stream  # 413 at once from Content-Length
-        while chunk := stream.read(64 * 1024):
-            size += len(chunk)
-            if size > API_BODY_LIMIT:
-                raise RequestEntityTooLarge()
-            chunks.append(chunk)
+        return read_body(API_BODY_LIMIT)
     except RequestEntityTooLarge:
         raise Refusal(413, f"request body is larger than {API_BODY_LIMIT // (1024 * 1024)} MiB") from None
-    return b"".join(chunks)
 
 
 def is_json_type(mimetype: str) -> bool:

@@ -123,7 +123,7 @@ def time_range(default_period: str | None) -> tuple[datetime | None, datetime | 
 
 def record_id(value: str) -> int:
     """A path id; 404 when it cannot be one of ours."""
-    if not value.isdigit() or len(value) > 18:
+    if not value.isdigit() or int(value) > 2**31 - 1:  # the id column is 32-bit: anything larger is not ours
         raise ApiError(404, "not_found", f"no deployment {value}")
     return int(value)
 

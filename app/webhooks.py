@@ -13,6 +13,7 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
+from app.bodies import read_body
 from app.errors import ApiError
 from app.signatures import verify_signature
 from app.state import runtime
@@ -34,8 +35,7 @@ def receive() -> tuple[Response, int]:
     rt = runtime()
     if not rt.settings.secrets:
         raise ApiError(503, "not_configured", "WEBHOOK_SECRET is not set, so deliveries cannot be verified")
-    request.max_content_length = GITHUB_BODY_LIMIT  # werkzeug answers 413 from Content-Length before reading
-    raw = request.get_data(cache=False)
+    raw = read_body(GITHUB_BODY_LIMIT)  # 413 from Content-Length before reading, or when a chunked body runs over
     guid = request.headers.get("X-GitHub-Delivery", "")
     if not guid or not verify_signature(rt.settings.secrets, raw, request.headers.get("X-Hub-Signature-256")):
         log.warning("webhook rejected: bad signature or no delivery id", extra={"delivery": guid[:100]})

@@ -482,7 +482,12 @@ def _fake_main(argv: list[str]) -> int:
     p.add_argument("--repos", required=True)
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
+    import tests.fakegithub as fakegithub
     from tests.fakegithub import FakeGitHub, generate_private_key_pem
+
+    # The fake writes an answer's head and body in two send() calls; on a kept-alive connection Nagle's
+    # algorithm then holds the body until the client's delayed ACK (~40 ms). GitHub has no such stall.
+    fakegithub._Handler.disable_nagle_algorithm = True
 
     deploy_path = re.compile(r"^/repos/[^/]+/[^/]+/deployments$")
     norm = [(re.compile(r"/[0-9a-f]{40}(?=/|$)"), "/{sha}"), (re.compile(r"/\d+(?=/|$)"), "/{id}"),
@@ -595,6 +600,12 @@ class Stack:
         argv = [str(SLIPWAY), "worker"] + (["--burst"] if burst else [])
         return self.run.start(Proc(name, argv, self.env(), self.run.dir, self.run.dir / log_name))
 
+    def patched_worker(self, patch: str, log_name: str) -> Proc:
+        """`slipway worker --burst` with the in-memory what-if patch `patch` (see _patched_worker_main)."""
+        argv = [sys.executable, str(Path(__file__)), "patched-worker"]
+        return self.run.start(Proc(f"slipway worker --burst (what-if: {patch})", argv, self.env(BENCH_PATCH=patch),
+                                   self.run.dir, self.run.dir / log_name))
+
     def noop_worker(self, queue: str = NOOP_QUEUE) -> Proc:
         """RQ's own SimpleWorker in burst mode on a queue of no-op jobs, logging at Slipway's level."""
         env = dict(os.environ, PYTHONPATH=str(BENCH), PYTHONUNBUFFERED="1")
@@ -630,6 +641,71 @@ def _noop_worker_main(argv: list[str]) -> int:
     SimpleWorker([Queue(args.queue, connection=conn)], connection=conn).work(
         burst=True, with_scheduler=False, logging_level=args.log_level)
     return 0
+
+
+def _patched_worker_main(argv: list[str]) -> int:
+    """What-if runs only: `slipway worker --burst` with Slipway's GitHub client patched IN MEMORY (Slipway's
+    files are untouched) and SQL statements/commits per job counted.
+
+    BENCH_PATCH=none    as shipped (only the counters)
+    BENCH_PATCH=ssl     githubkit gets one ssl.SSLContext per process (`ssl_verify=ctx`) instead of httpx
+                        building one (and loading the CA bundle) for every call
+    BENCH_PATCH=client  also one long-lived githubkit client (httpx connection pool, keep-alive) per token
+    """
+    import atexit
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    import workers.github as wg
+    import workers.jobs as wj
+
+    patch = os.environ.get("BENCH_PATCH", "none")
+    if patch in ("ssl", "client"):
+        import httpx
+
+        ctx = httpx.create_ssl_context()
+        clients: dict[Any, Any] = {}
+
+        def _client(self: Any, auth: Any) -> Any:
+            from githubkit import GitHub
+
+            key = getattr(auth, "token", None)
+            if patch == "client" and key in clients:
+                return clients[key]
+            hooks = {"response": [self._on_response]} if self._on_response else None
+            gh = GitHub(auth, base_url=self.base_url, timeout=self.timeout, auto_retry=False, http_cache=False,
+                        user_agent="Slipway", event_hooks=hooks, ssl_verify=ctx)
+            if patch == "client" and key is not None:
+                gh.__enter__()
+                clients[key] = gh
+            return gh
+
+        wg.GitHubApp._client = _client  # type: ignore[method-assign]
+    stats: collections.Counter[str] = collections.Counter()
+
+    @event.listens_for(Engine, "before_cursor_execute")
+    def _statement(conn: Any, cursor: Any, statement: str, *a: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            stats["statements"] += 1
+
+    @event.listens_for(Engine, "commit")
+    def _commit(conn: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            stats["commits"] += 1
+
+    original = wj.process_delivery
+
+    def process_delivery(guid: str) -> str:
+        stats["jobs"] += 1
+        return original(guid)
+
+    wj.process_delivery = process_delivery  # type: ignore[assignment]
+    atexit.register(lambda: print("BENCHSQL " + json.dumps(dict(stats)), file=sys.stderr, flush=True))
+    from slipway.cli import main
+
+    sys.argv = ["slipway", "worker", "--burst"]
+    return main()  # type: ignore[func-returns-value]
 
 
 def wait_http(proc: Proc, port: int, path: str, workers: int, timeout: float = 40.0) -> None:
@@ -1146,6 +1222,8 @@ def pyspy_path() -> str | None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "fake":
         sys.exit(_fake_main(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "patched-worker":
+        sys.exit(_patched_worker_main(sys.argv[2:]))
     if len(sys.argv) > 1 and sys.argv[1] == "noop-worker":
         sys.exit(_noop_worker_main(sys.argv[2:]))
     print(__doc__)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import re
 import subprocess
 import sys
@@ -51,14 +52,18 @@ GIL_NOTE = ("wall = every sample of the worker's main thread, waits included; GI
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--mix", type=int, default=600, help="deliveries in the mixed run (default 600)")
-    p.add_argument("--noop", type=int, default=3000, help="no-op jobs per RQ baseline run (default 3000)")
-    p.add_argument("--push", type=int, default=150, help="deliveries in the push-only run (default 150)")
+    p.add_argument("--mix", type=int, default=360, help="deliveries in the mixed run (default 360)")
+    p.add_argument("--noop", type=int, default=2000, help="no-op jobs per RQ baseline run (default 2000)")
+    p.add_argument("--push", type=int, default=80, help="deliveries in the push-only run (default 80)")
     p.add_argument("--deployment-status", type=int, default=300, help="deliveries in the deployment_status-only run")
     p.add_argument("--ping", type=int, default=600, help="deliveries in the ping-only run (default 600)")
     p.add_argument("--profile", choices=["auto", "always", "never"], default="auto",
                    help="py-spy profile of an extra mixed run: when the target is missed (auto), always or never")
-    p.add_argument("--profile-deliveries", type=int, default=300)
+    p.add_argument("--profile-deliveries", type=int, default=150)
+    p.add_argument("--what-if", choices=["auto", "always", "never"], default="auto",
+                   help="push-only runs with Slipway's GitHub client patched in memory (shared TLS context; "
+                        "shared keep-alive client): when the target is missed (auto), always or never")
+    p.add_argument("--what-if-pushes", type=int, default=60)
     p.add_argument("--wait-quiet", type=int, default=20, metavar="SECONDS",
                    help="wait up to this long for the machine to be under 25 %% busy before measuring")
     p.add_argument("--no-write", action="store_true", help="print only; do not touch docs/benchmarks.md")
@@ -170,6 +175,23 @@ def slipway_run(stack: c.Stack, port: int, items: list[c.Delivery], label: str,
     return res
 
 
+def what_if_run(stack: c.Stack, port: int, items: list[c.Delivery], patch: str) -> dict[str, Any]:
+    """Push-only burst with the in-memory patch `patch` (bench/common.py _patched_worker_main)."""
+    load(stack, port, items)
+    proc = stack.patched_worker(patch, f"worker-what-if-{patch}.log")
+    res = measure_burst(stack, proc, c.QUEUE, len(items), groups_for(stack, proc))
+    proc.stop()
+    done = stack.db.scalar("SELECT count(*) FROM delivery WHERE guid = ANY(%s) AND state = 'done'",
+                           [d.guid for d in items])
+    if done != len(items):
+        raise c.BenchError(f"what-if {patch}: only {done} of {len(items)} deliveries done; log:\n{proc.log_tail()}")
+    lines = [ln for ln in proc.log_path.read_text(errors="replace").splitlines() if ln.startswith("BENCHSQL ")]
+    sql = json.loads(lines[-1][len("BENCHSQL "):]) if lines else {}
+    res["sql"] = sql
+    c.log(f"what-if {patch}: {res['rate']:.1f} pushes/s; {sql}")
+    return res
+
+
 # --------------------------------------------------------------------------- profile
 
 
@@ -198,21 +220,47 @@ class _Spy:
             self.popen.wait(5)
 
 
-CATEGORIES: list[tuple[str, str]] = [
-    # (label, regex on the collapsed stack); the first match wins, so specific before general
-    ("githubkit: build a GitHub client per call (GitHub(), auth strategy, config)", r"__init__ \(githubkit/github\.py|_client \(workers/github\.py|get_config|TokenAuthStrategy"),
-    ("httpx: create/close a client and its connection pool per request", r"_get_client|_create_sync_client|Client\.__init__ \(httpx|close \(httpx|__exit__ \(httpx/_client|create_ssl_context|load_ssl_context|SSLContext"),
-    ("HTTP to the fake GitHub: connect, send, wait for the answer", r"httpcore|_send_single_request|handle_request \(httpx"),
-    ("githubkit: build the request / parse and validate the answer", r"githubkit/core|githubkit/rest|githubkit/versions|githubkit/response|pydantic"),
-    ("Redis: installation token, metrics counters", r"RedisTokens|GitHubCalls|_record_redis"),
-    ("RQ: take the next job, registries, heartbeat, finish", r"rq/worker|rq/job|rq/queue|rq/registry"),
-    ("SQL (SQLAlchemy + psycopg + PostgreSQL round trips)", r"sqlalchemy|psycopg"),
-    ("JSON decode of the stored body", r"json/decoder|loads \(json"),
+TLS = "TLS context built for every GitHub call (`ssl.create_default_context` loads the CA bundle)"
+WAIT_PG = "waiting for PostgreSQL (psycopg waits for the answer)"
+WAIT_GH = "waiting for the fake GitHub (connect, send, read the answer)"
+WAIT_REDIS = "waiting for Redis"
+PACKAGES = [  # (label, first path segment of the deepest frame that belongs to a package)
+    ("SQLAlchemy (Python: building, compiling, executing statements, rows)", ("sqlalchemy", "sqlmodel")),
+    ("psycopg (Python)", ("psycopg",)),
+    ("githubkit + httpx + httpcore + pydantic (Python)", ("githubkit", "httpx", "httpcore", "h11", "pydantic",
+                                                          "pydantic_core", "hishel", "anyio", "jwt")),
+    ("redis-py (Python)", ("redis",)),
+    ("RQ (Python: dequeue, job hash, registries, finish)", ("rq",)),
+    ("Slipway's own code (handlers, policy, record, inbox)", ("workers", "models", "slipway", "app")),
 ]
 
 
+def classify_stack(frames: list[str]) -> str:
+    """One label per sample: a TLS set-up anywhere in the stack, a wait at the leaf, else the package of
+    the deepest frame that belongs to a package (standard-library frames count for their caller)."""
+    joined = ";".join(frames)
+    if re.search(r"create_default_context|load_verify_locations|create_ssl_context", joined):
+        return TLS
+    leaf = frames[-1]
+    if "(psycopg/" in leaf and re.search(r"\bwait|waiting", leaf):
+        return WAIT_PG
+    if "(httpcore/_backends" in leaf or (re.match(r"(create_connection|getaddrinfo|socket\.)", leaf)
+                                         and "httpcore" in joined):
+        return WAIT_GH
+    if re.search(r"\(redis/_parsers/socket|send_packed_command", leaf):
+        return WAIT_REDIS
+    for frame in reversed(frames):
+        m = re.search(r"\(([\w.]+)/", frame)
+        if not m:
+            continue
+        for label, pkgs in PACKAGES:
+            if m.group(1) in pkgs:
+                return label
+    return "other (standard library, logging, start-up)"
+
+
 def classify_profile(raw: Path) -> dict[str, Any]:
-    """Share of the main thread's samples per category (stacks of the sweeper thread are left out)."""
+    """Share of the worker's main-thread samples (inside RQ's work loop) per label, per handler, per function."""
     totals: collections.Counter[str] = collections.Counter()
     funcs: collections.Counter[str] = collections.Counter()
     n = 0
@@ -220,27 +268,21 @@ def classify_profile(raw: Path) -> dict[str, Any]:
         return {"n": 0, "shares": {}, "funcs": {}}
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
-        if not count.isdigit() or "run_worker" not in stack:
+        if not count.isdigit() or "run_worker" not in stack or "work (rq/" not in stack or "teardown" in stack:
             continue
         k = int(count)
         n += k
-        inside_job = "process_delivery" in stack
-        label = None
-        for name, rx in CATEGORIES:
-            if re.search(rx, stack):
-                label = name
-                break
-        if label is None:
-            label = "Slipway's own Python (handlers, policy)" if inside_job else "other (worker loop, logging, idle)"
-        if label.startswith("RQ") and inside_job:
-            label = "Slipway's own Python (handlers, policy)"
-        totals[label] += k
-        for fn in set(re.findall(r"(\w+) \(((?:workers|slipway|models|app)/[\w/]+\.py)", stack)):
-            funcs[f"{fn[1]} {fn[0]}"] += k
-        if inside_job:
+        frames = stack.split(";")
+        totals[classify_stack(frames)] += k
+        if "process_delivery" in stack:
             totals["__job__"] += k
+        for handler in ("on_push", "on_deployment_status", "on_ping"):
+            if f"{handler} (" in stack:
+                totals[f"__{handler}__"] += k
+        for fn in {(m.group(2), m.group(1)) for m in re.finditer(r"([\w.<>]+) \(((?:workers|slipway|models|app)/[\w/]+\.py)", stack)}:
+            funcs[f"{fn[0]} {fn[1]}"] += k
     return {"n": n, "shares": {k: v / n * 100 for k, v in totals.items()} if n else {},
-            "funcs": {k: v / n * 100 for k, v in funcs.most_common(12)} if n else {}}
+            "funcs": {k: v / n * 100 for k, v in funcs.most_common(14)} if n else {}}
 
 
 # --------------------------------------------------------------------------- report
@@ -323,7 +365,10 @@ def render(ctx: dict[str, Any]) -> str:
               f"Raw stacks: `{prof['dir']}/worker.pyspy-*.txt` (not committed).", "",
               "| part | % of wall samples | % of GIL samples |", "|---|---|---|"]
         wall, gil = prof["wall"]["shares"], prof["gil"]["shares"]
-        keys = [k for k in sorted(wall, key=lambda k: -wall[k]) if not k.startswith("__")]
+        keys = [k for k in sorted(set(wall) | set(gil), key=lambda k: (-wall.get(k, 0), -gil.get(k, 0)))
+                if not k.startswith("__")]
+        for k in keys:
+            wall.setdefault(k, 0.0)
         for k in keys:
             L.append(f"| {k} | {wall[k]:.1f} | {gil.get(k, 0.0):.1f} |")
         L.append(f"| (inside `process_delivery`, all parts) | {wall.get('__job__', 0):.1f} | {gil.get('__job__', 0):.1f} |")
@@ -331,6 +376,29 @@ def render(ctx: dict[str, Any]) -> str:
               "| function | wall % |", "|---|---|"]
         for fn, share in prof["wall"]["funcs"].items():
             L.append(f"| `{fn}` | {share:.1f} |")
+        L += ["", "By handler (% of wall / GIL samples): " + ", ".join(
+            f"`{h}` {wall.get(f'__{h}__', 0):.1f} / {gil.get(f'__{h}__', 0):.1f}"
+            for h in ("on_push", "on_deployment_status", "on_ping")) + "."]
+    wi = ctx.get("what_if")
+    if wi:
+        base = wi["none"]
+        L += ["", "### What if (push only, Slipway patched in memory by the benchmark; Slipway's files unchanged)", "",
+              "`python bench/common.py patched-worker` runs `slipway worker --burst` after replacing "
+              "`workers.github.GitHubApp._client` in memory, and counts SQL statements and commits of the job "
+              "thread with SQLAlchemy events. `ssl`: githubkit gets one `ssl.SSLContext` per process "
+              "(`GitHub(..., ssl_verify=ctx)`) instead of httpx building one, with the CA bundle, for every call. "
+              "`client`: also one long-lived githubkit client (`with GitHub(...)`: httpx pool, keep-alive) per "
+              "installation token.", "",
+              "| variant | pushes | pushes/s | × as shipped | worker CPU ms/push | SQL statements/push | commits/push | machine busy % | other % |",
+              "|---|---|---|---|---|---|---|---|---|"]
+        for patch, label in (("none", "as shipped"), ("ssl", "shared TLS context"),
+                             ("client", "shared keep-alive client")):
+            r = wi[patch]
+            jobs = max(1, r["sql"].get("jobs", r["n"]))
+            L.append(f"| {label} | {r['n']} | {r['rate']:.1f} | {r['rate'] / base['rate']:.2f} | "
+                     f"{r['cpu']['worker'] / 100 * r['window'] / r['jobs'] * 1000:.1f} | "
+                     f"{r['sql'].get('statements', 0) / jobs:.1f} | {r['sql'].get('commits', 0) / jobs:.1f} | "
+                     f"{r['cpu']['busy']:.0f} | {r['cpu']['other']:.0f} |")
     if ctx.get("notes"):
         L += ["", *ctx["notes"]]
     return "\n".join(L) + "\n"
@@ -343,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = c.command_line()
     busy = c.wait_quiet(args.wait_quiet)
-    with c.Run("worker", 230) as run:
+    with c.Run("worker", 235) as run:
         repos = c.repo_names(N_REPOS)
         stack = c.make_stack(run, repos)
         _serve, port = stack.serve(2)
@@ -371,8 +439,13 @@ def main(argv: list[str] | None = None) -> int:
                 profile = {k: classify_profile(run.dir / f"worker.pyspy-{k}.txt") for k in ("wall", "gil")}
                 profile["rate"] = r["rate"]
                 profile["dir"] = run.dir.relative_to(c.ROOT)
+        what_if = None
+        if args.what_if == "always" or (args.what_if == "auto" and ratio < TARGET_RATIO):
+            what_if = {patch: what_if_run(stack, port, [gen.push() for _ in range(args.what_if_pushes)], patch)
+                       for patch in ("none", "ssl", "client")}
         ctx = {"runs": runs, "stack": stack, "busy_before": busy, "command": command, "profile": profile,
-               "profile_n": args.profile_deliveries, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+               "profile_n": args.profile_deliveries, "what_if": what_if,
+               "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         section = render(ctx)
     print(section)
     if not args.no_write:

@@ -69,7 +69,7 @@ class TokenStore(Protocol):
 
     def get(self, installation_id: int) -> Token | None: ...
     def put(self, installation_id: int, token: Token) -> None: ...
-    def drop(self, installation_id: int) -> None: ...
+    def drop(self, installation_id: int, value: str | None = None) -> None: ...
     def minting(self, installation_id: int) -> Any: ...
 
 
@@ -89,9 +89,11 @@ class MemoryTokens:
         """Cache a token."""
         self._tokens[installation_id] = token
 
-    def drop(self, installation_id: int) -> None:
-        """Forget a token GitHub refused."""
-        self._tokens.pop(installation_id, None)
+    def drop(self, installation_id: int, value: str | None = None) -> None:
+        """Forget a token GitHub refused (only that one, when its value is given)."""
+        current = self._tokens.get(installation_id)
+        if current is not None and (value is None or current.value == value):
+            self._tokens.pop(installation_id, None)
 
     def minting(self, installation_id: int) -> threading.Lock:
         """The lock that makes minting one-at-a-time."""
@@ -118,9 +120,18 @@ class RedisTokens:
         ttl = max(1, int(token.expires_at - time.time()))
         self.redis.set(f"{self.prefix}:{installation_id}", f"{token.value}|{token.expires_at}", ex=ttl)
 
-    def drop(self, installation_id: int) -> None:
-        """Forget a token GitHub refused."""
-        self.redis.delete(f"{self.prefix}:{installation_id}")
+    # Delete only the token that was refused: another worker may have cached a fresh one meanwhile.
+    _DROP_IF_SAME = ("local v = redis.call('get', KEYS[1]) "
+                     "if v and string.sub(v, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. '|' then "
+                     "return redis.call('del', KEYS[1]) end return 0")
+
+    def drop(self, installation_id: int, value: str | None = None) -> None:
+        """Forget a token GitHub refused (only that one, when its value is given)."""
+        key = f"{self.prefix}:{installation_id}"
+        if value is None:
+            self.redis.delete(key)
+        else:
+            self.redis.eval(self._DROP_IF_SAME, 1, key, value)
 
     def minting(self, installation_id: int) -> Any:
         """A Redis lock: other processes wait (up to 10 s) for the one that mints."""
@@ -176,6 +187,7 @@ class GitHubApp:
         self.tokens = tokens
         self._on_response = on_response
         self._app_client: Any = None
+        self._ssl: Any = None
 
     def _client(self, auth: Any) -> Any:
         """A githubkit client: our timeout, no in-process retries or sleeps, no HTTP cache."""
@@ -183,7 +195,17 @@ class GitHubApp:
 
         hooks = {"response": [self._on_response]} if self._on_response else None
         return GitHub(auth, base_url=self.base_url, timeout=self.timeout, auto_retry=False, http_cache=False,
-                      user_agent="Slipway", event_hooks=hooks)
+                      user_agent="Slipway", event_hooks=hooks, ssl_verify=self._ssl_context())
+
+    def _ssl_context(self) -> Any:
+        """One TLS context per process: building one loads the whole CA bundle (~30 ms of CPU per client)."""
+        if self._ssl is None:
+            import ssl
+
+            import certifi
+
+            self._ssl = ssl.create_default_context(cafile=certifi.where())
+        return self._ssl
 
     def app_client(self) -> Any:
         """The JWT-authenticated client for /app endpoints."""
@@ -226,12 +248,13 @@ class GitHubApp:
         from githubkit.exception import RequestFailed
 
         for attempt in (1, 2):
-            client = self._client(TokenAuthStrategy(self.token(installation_id)))
+            token = self.token(installation_id)
+            client = self._client(TokenAuthStrategy(token))
             try:
                 return fn(client)
             except RequestFailed as exc:
                 if exc.response.status_code == 401 and attempt == 1:
-                    self.tokens.drop(installation_id)
+                    self.tokens.drop(installation_id, token)
                     continue
                 raise classify(exc) from None
             except Exception as exc:  # noqa: BLE001
