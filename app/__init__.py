@@ -10,7 +10,7 @@ from slipway.settings import API_BODY_LIMIT, Settings
 
 def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -> Flask:
     """Build the app around a runtime (created from settings when not given)."""
-    from app import deploy_api, errors, health, inbox_api, limits, webhooks
+    from app import dashboard, deploy_api, errors, health, inbox_api, limits, metrics, read_api, webhooks
 
     rt = rt or build(settings)
     app = Flask(__name__)
@@ -20,9 +20,9 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -
     app.extensions["slipway"] = rt
     errors.register(app)
     limits.init_app(app, rt)
-    for bp in (webhooks.bp, health.bp, inbox_api.bp, deploy_api.bp):
+    # The dashboard serves GET /; the read API also serves /api/v1/openapi.json.
+    for bp in (webhooks.bp, health.bp, inbox_api.bp, deploy_api.bp, dashboard.bp, read_api.bp):
         app.register_blueprint(bp)
-    app.register_blueprint(__import__("app.dashboard").dashboard.bp)  # GET /, /login, /logout, /settings/keys
-    app.register_blueprint(__import__("app.read_api").read_api.bp)  # read API and /api/v1/openapi.json
-    __import__("app.metrics").metrics.init_app(app, rt)  # /metrics (unless METRICS_ENABLED=false) + GitHub call counts
+    limits.exempt(app, webhooks.bp, health.bp)
+    metrics.init_app(app, rt)  # /metrics (unless METRICS_ENABLED=false) and the GitHub call counts
     return app

@@ -46,6 +46,14 @@ def init_app(app: Flask, rt: Runtime) -> None:
     )
     app.config["RATELIMIT_HEADERS_ENABLED"] = True
     app.extensions[EXTENSION] = limiter.shared_limit(lambda: _rate(rt), scope=SCOPE, key_func=_bucket)
+    app.extensions[EXTENSION + ".limiter"] = limiter
+
+
+def exempt(app: Flask, *blueprints: Any) -> None:
+    """Keep the limiter's per-request work off routes that have no key (the GitHub webhook, health)."""
+    limiter = app.extensions[EXTENSION + ".limiter"]
+    for bp in blueprints:
+        limiter.exempt(bp)
 
 
 def enforce() -> None:

@@ -443,9 +443,19 @@ class FakeGitHubProcess:
         self.proc = run.start(Proc("fake GitHub", argv, env, run.dir, run.dir / "fakegithub.log",
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE))
         self._lock = threading.Lock()
+        run.on_close("fake GitHub (stop command)", self._stop)
         hello = self._read(timeout=60)
         self.url = hello["url"]
         self.pid = self.proc.pid
+
+    def _stop(self) -> None:
+        """Ask the fake to stop (it closes its connections and exits 0); Proc.stop follows."""
+        if self.proc.alive() and self.proc.popen and self.proc.popen.stdin:
+            with contextlib.suppress(OSError, ValueError):
+                self.proc.popen.stdin.write(b'{"cmd": "stop"}\n')
+                self.proc.popen.stdin.flush()
+                self.proc.popen.stdin.close()
+            self.proc.wait(10)
 
     def _read(self, timeout: float) -> dict[str, Any]:
         assert self.proc.popen and self.proc.popen.stdout
