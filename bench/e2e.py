@@ -108,11 +108,16 @@ def measure(stack: c.Stack, port: int, gen: c.Deliveries, groups: dict[str, Any]
         "SELECT guid, extract(epoch FROM received_at), extract(epoch FROM started_at) FROM delivery "
         "WHERE guid = ANY(%s)", [r["guid"] for r in measured])}
     got = sum(1 for r in measured if r["sha"] in deployed)
+    missing = [r["guid"] for r in measured if r["sha"] not in deployed]
+    why = stack.db.rows("SELECT state, left(coalesce(note, error, ''), 160), count(*) FROM delivery "
+                        "WHERE guid = ANY(%s) GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 5", missing) if missing else []
+    if why:
+        c.log(f"pushes without a deployment, by state: {why}")
     c.log(f"{got} of {len(measured)} measured pushes deployed {waited:.0f} s after the last request; "
           f"queue now {depth[0]}")
     return {"rate": rate, "duration": duration, "lead_in": lead_in, "measured": measured, "deployed": deployed,
             "rows": rows, "cpu": meter.result(), "waited": waited, "depth": depth, "throughput": throughput,
-            "drain": drain}
+            "drain": drain, "why": why}
 
 
 def clear_backlog(stack: c.Stack, workers: list[c.Proc]) -> int:

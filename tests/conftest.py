@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import random
+import re
 import shutil
 import socket
 import uuid
@@ -291,3 +293,56 @@ def gh_client(gh_rt: Runtime):  # noqa: ANN201
     from app import create_app
 
     return create_app(rt=gh_rt).test_client()
+
+
+# ---------------------------------------------------------------- the whole suite's log output
+
+_LEAK_CHECKS = [re.compile(r"gh[pousr]_[A-Za-z0-9_]{20,}"), re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\."),
+                re.compile(r"PRIVATE KEY-----"), re.compile(r"slw_[A-Za-z0-9_-]{20,}"), re.compile(re.escape(SECRET))]
+
+
+class _SuiteLogAudit(logging.Handler):
+    """Formats every record of the suite the way production does (redacted JSON) and remembers any leak."""
+
+    def __init__(self) -> None:
+        from slipway.logs import JsonFormatter, Redactor
+
+        super().__init__(logging.DEBUG)
+        self.addFilter(Redactor([SECRET]))
+        self.setFormatter(JsonFormatter())
+        self.lines = 0
+        self.leaks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = self.format(record)
+        self.lines += 1
+        if any(p.search(line) for p in _LEAK_CHECKS) and len(self.leaks) < 20:
+            self.leaks.append(line[:300])
+
+
+_AUDIT: _SuiteLogAudit | None = None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Watch every log record of the whole run, at DEBUG, for secrets that survive redaction."""
+    global _AUDIT
+    _AUDIT = _SuiteLogAudit()
+    root = logging.getLogger()
+    root.addHandler(_AUDIT)
+    root.setLevel(logging.DEBUG)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when any log line of the suite carried a secret, token, JWT, PEM or API key."""
+    if _AUDIT is None:
+        return
+    logging.getLogger().removeHandler(_AUDIT)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"log audit: {_AUDIT.lines} log lines of the whole run checked for secrets, "
+                            f"{len(_AUDIT.leaks)} leaks")
+    if _AUDIT.leaks:
+        if reporter is not None:
+            for line in _AUDIT.leaks:
+                reporter.write_line(f"  leak: {line}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
