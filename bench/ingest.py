@@ -2,16 +2,18 @@
 
     .venv/bin/python bench/ingest.py            (also: make bench-ingest)
 
-What it does, all on 127.0.0.1 and bounded in time (about 2 minutes with the defaults):
+What it does, all on 127.0.0.1 and bounded in time (about 1.5 minutes with the defaults, never more than
+its time budget, about 3 minutes):
 1. Creates a PostgreSQL database `slipway_bench_<random>` (admin connection: SLIPWAY_BENCH_PG_ADMIN, default
    postgresql+psycopg://postgres@127.0.0.1:5432/test), runs `slipway db upgrade` on it, picks an empty Redis
    database index on 127.0.0.1:6379 (flushed before and after).
 2. Starts `slipway serve` (gunicorn, WEB_CONCURRENCY sync workers) and `bench/bare_receiver.py` under gunicorn
    with the same worker count and class, each on a free port, and checks both: signed -> 202, bad
    signature -> 401 (Slipway also: same GUID again -> 200 duplicate, same body under a new GUID -> 200 replay).
-3. (a) Maximum throughput: wrk (if installed; else a Python closed-loop generator) with N connections,
-   a warm-up then the measured run, against the bare receiver and then Slipway. Every request has its own
-   GUID and its own body (a sequence number at the end of a ~25 KB pull_request.opened payload), signed.
+3. (a) Maximum throughput: wrk (if installed; else a Python closed-loop generator) with N connections:
+   a warm-up per receiver, then --rounds slices alternating bare, Slipway, bare, ... (so that load from
+   outside the benchmark falls on both alike), pooled. Every request has its own GUID and its own body
+   (a sequence number at the end of a ~25 KB pull_request.opened payload), signed.
    (b) Latency at the target load: half of the bare receiver's measured rate, paced open-loop by a Python
    generator (latency counted from each request's scheduled send time), against both receivers.
 4. After each Slipway run, counts the rows of the `delivery` table: every 202 must be a stored row.
@@ -529,6 +531,10 @@ function done(summary, latency, requests)
    for _, t in ipairs(threads) do
       for key, _ in pairs(c) do c[key] = c[key] + (tonumber(t:get(key)) or 0) end
    end
+   -- the latency distribution at every 0.1 percentile, so runs in several slices can be merged
+   local q = {}
+   for i = 1, 1000 do q[i] = string.format("%d", latency:percentile(i / 10)) end
+   io.write("BENCHQ [" .. table.concat(q, ",") .. "]\n")
    io.write(string.format(
       'BENCHJSON {"requests":%d,"duration_us":%d,"bytes":%d,"err_connect":%d,"err_read":%d,"err_write":%d,' ..
       '"err_status":%d,"err_timeout":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,' ..
@@ -599,12 +605,16 @@ class Wrk:
         if proc.returncode != 0 or line is None:
             raise BenchError(f"wrk failed ({proc.returncode}): {proc.stderr[-2000:]} {proc.stdout[-2000:]}")
         out = json.loads(line[len("BENCHJSON "):])
+        qline = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCHQ ")), None)
+        out["q_us"] = json.loads(qline[len("BENCHQ "):]) if qline else []
         out["stdout"] = proc.stdout
         return out
 
-    def settings(self, connections: int, seconds: int) -> str:
-        return (f"`wrk -t{self.threads} -c{connections} -d{seconds}s --timeout 5s --latency -s ingest.lua` "
-                f"(after a {WARMUP_S} s warm-up with the same settings)")
+    def settings(self, connections: int, slice_s: int, rounds: int) -> str:
+        return (f"`wrk -t{self.threads} -c{connections} -d{slice_s}s --timeout 5s --latency -s ingest.lua`, "
+                f"{rounds} slices per receiver alternating bare, Slipway, bare, ... ({rounds * slice_s} s each in "
+                f"all; a {WARMUP_S} s warm-up each first), so that load from outside the benchmark falls on both "
+                "alike; percentiles are those of the pooled slices")
 
 
 class _Conn:
@@ -730,7 +740,8 @@ def drive(port: int, reqs: Requests, tag: str, first_seq: int, seconds: float, *
 
     return {"completed": len(lat), "n202": statuses.get(202, 0), "statuses": dict(statuses), "errors": errors,
             "p50_ms": pct(50), "p99_ms": pct(99), "max_ms": lat[-1] * 1000 if lat else float("nan"),
-            "seconds": seconds, "drain_s": max(0.0, end - t_stop), "ok_guids": ok_guids}
+            "seconds": seconds, "drain_s": max(0.0, end - t_stop), "ok_guids": ok_guids,
+            "q_us": [pct(i / 10) * 1000 for i in range(1, 1001)] if lat else []}
 
 
 def run_paced(port: int, reqs: Requests, tag: str, first_seq: int, rate: float, seconds: float) -> dict[str, Any]:
@@ -742,7 +753,29 @@ def run_closed(port: int, reqs: Requests, tag: str, first_seq: int, connections:
     out = drive(port, reqs, tag, first_seq, seconds, connections=connections)
     return {"requests": out["completed"], "duration_us": seconds * 1e6, "n202": out["n202"],
             "err_status": sum(v for k, v in out["statuses"].items() if not 200 <= k < 300), "errors": out["errors"],
-            "p50_us": out["p50_ms"] * 1000, "p99_us": out["p99_ms"] * 1000, "max_us": out["max_ms"] * 1000}
+            "p50_us": out["p50_ms"] * 1000, "p99_us": out["p99_ms"] * 1000, "max_us": out["max_ms"] * 1000,
+            "q_us": out["q_us"]}
+
+
+def merge_slices(outs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from several slices of the same load: sums, and percentiles of the pooled latencies
+    (each slice's distribution, known at every 0.1 percentile, weighted by its request count)."""
+    total = {k: sum(o.get(k, 0) for o in outs) for k in
+             ("requests", "duration_us", "n202", "n200", "n401", "nother", "wrapped", "err_status", "errors",
+              "err_connect", "err_read", "err_write", "err_timeout")}
+    points = sorted((q, o["requests"] / len(o["q_us"])) for o in outs if o.get("q_us") for q in o["q_us"])
+    weight = sum(w for _, w in points)
+
+    def pct(p: float) -> float:
+        acc = 0.0
+        for q, w in points:
+            acc += w
+            if acc >= p / 100 * weight:
+                return q
+        return points[-1][0] if points else float("nan")
+
+    total.update(p50_us=pct(50), p99_us=pct(99), max_us=max(o["max_us"] for o in outs))
+    return total
 
 
 # --------------------------------------------------------------------------- profile
@@ -792,10 +825,17 @@ def profile_slipway(pyspy: str, server: Server, load: Any, seconds: int, out: Pa
     return summary
 
 
+BACKGROUND = "background thread: "
+
+
 def classify(stack: str) -> str | None:
-    """The part of a Slipway request a sampled worker stack belongs to (None: not a worker)."""
+    """The part of a Slipway request a sampled worker stack belongs to (None: not a worker's)."""
     if "SyncWorker" not in stack:
-        return None  # the gunicorn master
+        if "BackgroundEnqueuer" in stack or ("slipway/transport.py" in stack and "Thread.run" in stack):
+            if "Queue.get" in stack:
+                return BACKGROUND + "idle, waiting for GUIDs"
+            return BACKGROUND + "RQ enqueue off the request path (slipway/transport.py BackgroundEnqueuer)"
+        return None  # the gunicorn master and its threads
     if "handle_request" not in stack:
         if "close_graceful" in stack:
             return "gunicorn: close the connection (close_graceful waits for the client's FIN)"
@@ -804,7 +844,7 @@ def classify(stack: str) -> str | None:
         return "idle: waiting for the next connection (accept/select)"
     if "receive (app/webhooks.py" not in stack:
         if "flask_limiter/" in stack or "app/limits.py" in stack:
-            return "Flask-Limiter hooks (app/limits.py; the webhook route is not exempt)"
+            return "Flask-Limiter hooks (app/limits.py)"
         if "open_session" in stack or "save_session" in stack:
             return "Flask session open/save (SECRET_KEY is set, so every request gets a cookie session)"
         if "Flask.__call__" in stack or "Flask.wsgi_app" in stack:
@@ -814,27 +854,29 @@ def classify(stack: str) -> str | None:
         return "signature check (app/signatures.py verify_signature → githubkit verify, HMAC-SHA256)"
     if "_decode (app/webhooks.py" in stack:
         return "JSON decode of the 25 KB body (app/webhooks.py _decode → json.loads)"
-    if "get_data" in stack or "LimitedStream" in stack:
-        return "read the body (request.get_data)"
+    if "get_data" in stack or "LimitedStream" in stack or "read_body (" in stack:
+        return "read the body (request.get_data / app/bodies.py read_body)"
+    if "_already_stored (" in stack:
+        return "duplicate/replay lookup (app/webhooks.py _already_stored)"
+    if ";_enqueue (app/webhooks.py" in stack:
+        return "enqueue on the request path (app/webhooks.py _enqueue → rt.transport.enqueue)"
+    if "get_handler (" in stack:
+        return "handler lookup (workers/registry.py get_handler)"
     if "_store_and_enqueue (" in stack:
         if "do_ping" in stack:
-            return "DB: pool pre-ping, SELECT 1 round trip (models/db.py make_engine pool_pre_ping=True)"
+            return "DB: pool pre-ping, a SELECT 1 round trip per checkout (pool_pre_ping)"
         if "do_commit" in stack or "_commit_gen" in stack:
             return "DB: COMMIT round trip (waits for the WAL flush)"
-        if "insert_ignore (" in stack:
-            if "_start_query" in stack:
-                return "DB: BEGIN round trip (psycopg opens the transaction before the INSERT)"
+        if "_start_query" in stack:
+            return "DB: BEGIN round trip (psycopg opens a transaction before the INSERT)"
+        if "insert_ignore (" in stack or "store (workers/inbox.py" in stack:
             if "psycopg/" in stack:
-                return "DB: INSERT … ON CONFLICT DO NOTHING RETURNING, execute + wait (psycopg)"
-            return "SQLAlchemy: build the INSERT, cache key, compile, bind params (models/db.py insert_ignore)"
+                return "DB: the INSERT, psycopg execute + wait for PostgreSQL (incl. its commit when autocommit)"
+            if "sqlalchemy/sql/" in stack or "insert_ignore (" in stack.rsplit(";", 1)[-1]:
+                return "SQLAlchemy: build/compile the INSERT, cache key, bind parameters"
+            return "SQLAlchemy: execute overhead around the INSERT (connection, execution context, result)"
         if "sqlalchemy/" in stack or "psycopg/" in stack:
             return "SQLAlchemy/psycopg: connection checkout, transaction setup and teardown"
-        if "get_handler (" in stack:
-            return "handler lookup (workers/registry.py get_handler)"
-        if ";_enqueue (app/webhooks.py" in stack:
-            return "RQ enqueue (slipway/transport.py RQTransport.enqueue)"
-        if "_already_stored (" in stack:
-            return "duplicate/replay lookup (app/webhooks.py _already_stored)"
         if "jsonify" in stack:
             return "answer: jsonify"
         return "app/webhooks.py _store_and_enqueue own lines (values dict, sha256 of the body, utcnow)"
@@ -858,13 +900,17 @@ def summarise_profile(raw: Path) -> dict[str, Any]:
         count = int(n)
         total += count
         parts[part] += count
+        if part.startswith(BACKGROUND):
+            continue  # inclusive times: the request thread only
         seen = set()
         for f in stack.split(";"):
             m = re.match(r"(\S+) \(((?:app|models|workers)/\S+?|slipway/(?!cli|server)\S+?):\d+\)", f)
             if m and (key := f"{m.group(2)} {m.group(1)}") not in seen:
                 seen.add(key)
                 inclusive[key] += count
-    return {"samples": total, "parts": dict(parts), "inclusive": dict(inclusive), "raw": str(raw.relative_to(ROOT))}
+    background = sum(n for p, n in parts.items() if p.startswith(BACKGROUND))
+    return {"samples": total - background, "background": background, "parts": dict(parts),
+            "inclusive": dict(inclusive), "raw": str(raw.relative_to(ROOT))}
 
 
 # --------------------------------------------------------------------------- environment facts
@@ -952,14 +998,14 @@ def render_section(ctx: dict[str, Any], notes: str) -> str:
     ]
     for r in (a_bare, a_sw, b_bare, b_sw):
         run = (f"(a) max, {ctx['connections']} conn, {r.duration_s:.0f} s" if r.mode == "max"
-               else f"(b) paced {r.offered_rate:.0f}/s, {r.duration_s:.0f} s")
+               else f"(b) paced {r.offered_rate:.0f}/s, {ctx['duration']} s")
         note = "; ".join(x for x in (r.note, f"RQ jobs {r.queued_jobs:,}" if r.queued_jobs is not None else "") if x)
         rows = "-" if r.rows_stored is None else f"{r.rows_stored:,}" + (f" ({note})" if note else "")
         lines.append(f"| {run} | {r.receiver} | {r.rate:,.0f} | {_ms(r.p50_ms)} | {_ms(r.p99_ms)} | {_ms(r.max_ms)} | "
                      f"{r.non2xx} | {r.socket_errors} | {r.n202:,} | {rows} |")
     ratio = a_sw.rate / a_bare.rate if a_bare.rate else 0.0
     rate_ok = ratio >= TARGET_RATIO
-    p99_ok = b_sw.p99_ms < TARGET_P99_MS and b_sw.n202 >= 0.95 * b_sw.offered_rate * b_sw.duration_s  # type: ignore[operator]
+    p99_ok = b_sw.p99_ms < TARGET_P99_MS and b_sw.n202 >= 0.95 * b_sw.offered_rate * ctx["duration"]  # type: ignore[operator]
     lines += [
         "",
         f"**Ratio Slipway/bare (run a): {ratio:.2f}** ({a_sw.rate:,.0f} / {a_bare.rate:,.0f} req/s).",
@@ -997,26 +1043,38 @@ def render_section(ctx: dict[str, Any], notes: str) -> str:
             "",
             "### Where a Slipway worker's time goes (py-spy)",
             "",
-            f"{prof['how']} Wall: {wall['samples']:,} samples of the {prof['workers']} workers' time, any state; "
-            f"GIL: {gil['samples']:,} samples taken while a worker held the GIL, i.e. ran Python code (on a CPU, or "
-            "runnable and waiting for one: on a saturated machine these add up to more than the CPU time). "
+            f"{prof['how']} Wall: {wall['samples']:,} samples of the {prof['workers']} workers' request threads, "
+            "in any state (waits included); GIL: "
+            f"{gil['samples'] + gil['background']:,} samples taken while a worker thread held the GIL, i.e. ran Python "
+            "code (on a CPU, or runnable and waiting for one: on a saturated machine these add up to more than the "
+            "CPU time). "
             f"ms/request = share of wall time × {prof['workers']} workers / rate = share × {per_req:.2f} ms. "
-            f"Raw stacks: `{wall['raw']}`, `{gil['raw']}` (not committed).",
+            + (f"Besides the request thread, each worker has a background thread; it was busy (not waiting for work) "
+               f"{100 * sum(n for p, n in wall['parts'].items() if p.startswith(BACKGROUND) and 'idle' not in p) / max(1, wall['samples']):.0f} % "
+               "as long as the request threads ran. " if wall["background"] else "")
+            + f"Raw stacks: `{wall['raw']}`, `{gil['raw']}` (not committed).",
             "",
-            "| part of the request | % of worker wall time | wall ms per request | % of GIL-holding samples (Python CPU) |",
+            "| part of the request | % of the request thread's wall time | wall ms per request | % of GIL-holding samples (Python CPU) |",
             "|---|---|---|---|",
         ]
-        names = sorted(set(wall["parts"]) | set(gil["parts"]), key=lambda n: -wall["parts"].get(n, 0))
+        gil_total = max(1, gil["samples"] + gil["background"])
+        names = sorted(set(wall["parts"]) | set(gil["parts"]),
+                       key=lambda n: (n.startswith(BACKGROUND), -wall["parts"].get(n, 0)))
         for name in names:
+            g = gil["parts"].get(name, 0) / gil_total
+            if name.startswith(BACKGROUND):
+                if "idle" not in name:
+                    lines.append(f"| {name} | - | - | {100 * g:.1f} |")
+                continue
             w = wall["parts"].get(name, 0) / max(1, wall["samples"])
-            g = gil["parts"].get(name, 0) / max(1, gil["samples"])
             lines.append(f"| {name} | {100 * w:.1f} | {w * per_req:.2f} | {100 * g:.1f} |")
-        lines += ["", "Slipway's own functions, inclusive (% of worker wall time / % of GIL-holding samples):", "",
+        lines += ["", "Slipway's own functions on the request thread, inclusive (% of the request threads' wall "
+                  "time / % of all GIL-holding samples):", "",
                   "| function | wall % | GIL % |", "|---|---|---|"]
         top = sorted(wall["inclusive"].items(), key=lambda kv: -kv[1])[:12]
         for name, n in top:
             lines.append(f"| `{name}` | {100 * n / max(1, wall['samples']):.1f} | "
-                         f"{100 * gil['inclusive'].get(name, 0) / max(1, gil['samples']):.1f} |")
+                         f"{100 * gil['inclusive'].get(name, 0) / gil_total:.1f} |")
     elif ctx.get("profile_note"):
         lines += ["", ctx["profile_note"]]
     lines += ["", NOTES_START, notes.strip("\n"), NOTES_END, ""]
@@ -1071,6 +1129,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=int, default=10, help="seconds of each measured run (default 10)")
     p.add_argument("--connections", type=int, default=32, help="concurrent connections in run (a) (default 32)")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="run (a) in this many alternating slices per receiver (default 5: 5 x 2 s each with "
+                        "--duration 10), so load from outside falls on both receivers alike")
     p.add_argument("--workers", type=int, default=2 * cores,
                    help=f"gunicorn workers for both receivers (default: Slipway's WEB_CONCURRENCY default, 2 x cores = {2 * cores})")
     p.add_argument("--no-write", action="store_true", help="print the results only; do not touch docs/benchmarks.md")
@@ -1083,6 +1144,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 1 <= args.duration <= 60:
         p.error("--duration must be 1..60 seconds")
+    if not 1 <= args.rounds <= args.duration:
+        p.error("--rounds must be 1..duration (slices of at least 1 s)")
     if not 1 <= args.connections <= 512:
         p.error("--connections must be 1..512")
     if not 1 <= args.workers <= 64:
@@ -1171,41 +1234,64 @@ def main(argv: list[str] | None = None) -> int:
         chk_bare = check_receiver("bare", bare_port, reqs, slipway=False)
 
         threads = max(1, min(len(os.sched_getaffinity(0)), args.connections))
-        n_warm, n_main = POOL_RATE * WARMUP_S, POOL_RATE * D
+        n_warm, n_main = POOL_RATE * WARMUP_S, POOL_RATE * D + args.rounds + 1
         wrk = Wrk(wrk_exe, workdir, reqs, n_warm + n_main, threads) if wrk_exe else None
 
-        def run_max(name: str, server: Server, *, store: bool) -> RunResult:
-            tag = secrets.token_hex(4)
-            if store:
-                db.reset()  # type: ignore[union-attr]
-                redis.flush()  # type: ignore[union-attr]
-            if wrk:
-                wrk.run(server.port, args.connections, WARMUP_S, 0, n_warm, not store, tag)
-            else:
-                run_closed(server.port, reqs, tag, 0, args.connections, WARMUP_S)
-            time.sleep(0.5)
-            with CpuMeter(server.proc.pid, db.name) as cpu:  # type: ignore[union-attr]
+        slice_s = max(1, D // args.rounds)  # wrk takes whole seconds
+        per_slice = int(POOL_RATE * slice_s) + 1
+
+        def run_max(receivers: list[tuple[str, Server, bool]]) -> dict[str, RunResult]:
+            """(a): a warm-up each, then `rounds` slices of D/rounds seconds, alternating between the receivers,
+            so that load from outside the benchmark falls on both alike."""
+            tags = {name: secrets.token_hex(4) for name, _, _ in receivers}
+            outs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in receivers}
+            cpus: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in receivers}
+            warm_202: dict[str, int] = {}
+            for name, server, store in receivers:
+                if store:
+                    db.reset()  # type: ignore[union-attr]
+                    redis.flush()  # type: ignore[union-attr]
                 if wrk:
-                    out = wrk.run(server.port, args.connections, D, n_warm, n_main, not store, tag)
+                    w = wrk.run(server.port, args.connections, WARMUP_S, 0, n_warm, not store, tags[name])
                 else:
-                    out = run_closed(server.port, reqs, tag, 100_000_000, args.connections, D)
-            res = RunResult(name, "max", out["duration_us"] / 1e6, out["requests"], out["n202"], out["err_status"],
-                            out.get("errors", 0) + sum(out.get(k, 0) for k in ("err_connect", "err_read", "err_write",
-                                                                                 "err_timeout")),
-                            out["p50_us"] / 1000, out["p99_us"] / 1000, out["max_us"] / 1000, cpu=cpu.percent())
-            if out.get("wrapped"):
-                res.note = f"pool exhausted {out['wrapped']} times"
-            if store:
-                time.sleep(1.0)  # let the workers finish what wrk abandoned at the end
-                res.rows_stored = db.count()  # type: ignore[union-attr]
-                res.queued_jobs = redis.queue_length()  # type: ignore[union-attr]
-                res.note = (res.note + "; " if res.note else "") + "incl. warm-up"
-                if res.rows_stored < res.n202:
-                    raise BenchError(f"Slipway answered 202 {res.n202} times but stored only {res.rows_stored} rows")
-            log(f"(a) {name}: {res.rate:,.0f} req/s, p50 {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms, "
-                f"non-2xx {res.non2xx}, socket errors {res.socket_errors}, 202s {res.n202}"
-                + (f", rows {res.rows_stored}, RQ jobs {res.queued_jobs}" if store else ""))
-            return res
+                    w = run_closed(server.port, reqs, tags[name], 0, args.connections, WARMUP_S)
+                warm_202[name] = w["n202"]
+            for r in range(args.rounds):
+                for name, server, store in receivers:
+                    time.sleep(0.3)
+                    first = n_warm + r * per_slice
+                    with CpuMeter(server.proc.pid, db.name) as cpu:  # type: ignore[union-attr]
+                        if wrk:
+                            out = wrk.run(server.port, args.connections, slice_s, first, per_slice, not store,
+                                          tags[name])
+                        else:
+                            out = run_closed(server.port, reqs, tags[name], 100_000_000 + first, args.connections,
+                                             slice_s)
+                    outs[name].append(out)
+                    cpus[name].append(cpu.percent())
+            results = {}
+            for name, server, store in receivers:
+                out = merge_slices(outs[name])
+                cpu = {k: sum(c[k] for c in cpus[name]) / len(cpus[name]) for k in cpus[name][0]}
+                res = RunResult(name, "max", out["duration_us"] / 1e6, out["requests"], out["n202"], out["err_status"],
+                                out.get("errors", 0) + sum(out.get(k, 0) for k in ("err_connect", "err_read",
+                                                                                     "err_write", "err_timeout")),
+                                out["p50_us"] / 1000, out["p99_us"] / 1000, out["max_us"] / 1000, cpu=cpu)
+                if out.get("wrapped") and store:
+                    res.note = f"pool exhausted {out['wrapped']} times"
+                if store:
+                    time.sleep(1.0)  # let the workers finish what wrk abandoned at the end of each slice
+                    res.rows_stored = db.count()  # type: ignore[union-attr]
+                    res.queued_jobs = redis.queue_length()  # type: ignore[union-attr]
+                    answered = res.n202 + warm_202[name]
+                    res.note = (res.note + "; " if res.note else "") + f"incl. warm-up; 202s incl. warm-up {answered:,}"
+                    if res.rows_stored < answered:
+                        raise BenchError(f"Slipway answered 202 {answered} times but stored only {res.rows_stored} rows")
+                log(f"(a) {name}: {res.rate:,.0f} req/s, p50 {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms, "
+                    f"non-2xx {res.non2xx}, socket errors {res.socket_errors}, 202s {res.n202}, other CPU "
+                    f"{res.cpu['other']:.0f} %" + (f", rows {res.rows_stored}, RQ jobs {res.queued_jobs}" if store else ""))
+                results[name] = res
+            return results
 
         def run_target(name: str, server: Server, rate: float, *, store: bool) -> RunResult:
             tag = secrets.token_hex(4)
@@ -1215,7 +1301,9 @@ def main(argv: list[str] | None = None) -> int:
             with CpuMeter(server.proc.pid, db.name) as cpu:  # type: ignore[union-attr]
                 out = run_paced(server.port, reqs, tag, 200_000_000, rate, D)
             non2xx = sum(v for k, v in out["statuses"].items() if not 200 <= k < 300)
-            res = RunResult(name, "paced", D, out["completed"], out["n202"], non2xx, out["errors"], out["p50_ms"],
+            # req/s over the time it took to answer them: the window plus the tail that came after it
+            res = RunResult(name, "paced", D + out["drain_s"], out["completed"], out["n202"], non2xx, out["errors"],
+                            out["p50_ms"],
                             out["p99_ms"], out["max_ms"], offered_rate=rate, cpu=cpu.percent())
             if store:
                 time.sleep(0.5)
@@ -1231,8 +1319,8 @@ def main(argv: list[str] | None = None) -> int:
                 + (f", rows {res.rows_stored}" if store else ""))
             return res
 
-        ctx["a_bare"] = run_max("bare", bare, store=False)
-        ctx["a_slipway"] = run_max("Slipway", slipway, store=True)
+        a = run_max([("bare", bare, False), ("Slipway", slipway, True)])
+        ctx["a_bare"], ctx["a_slipway"] = a["bare"], a["Slipway"]
         rate = TARGET_RATIO * ctx["a_bare"].rate
         if rate < 1:
             raise BenchError("the bare receiver answered no 202s; nothing to pace against")
@@ -1273,11 +1361,12 @@ def main(argv: list[str] | None = None) -> int:
             versions=versions(db, redis, wrk.version if wrk else None), command=command_line(),
             workers=opts["workers"], worker_class=opts["worker_class"], pg_settings=pg_settings(db),
             redis_db=redis.index, slipway_state=chk_sw["state"], checks_slipway=chk_sw["checks"],
-            checks_bare=chk_bare["checks"], body_size=reqs.body_size, connections=args.connections,
+            checks_bare=chk_bare["checks"], body_size=reqs.body_size, connections=args.connections, duration=D,
             busy_before=busy_before,
-            gen_a=(wrk.settings(args.connections, D) if wrk else
+            gen_a=(wrk.settings(args.connections, slice_s, args.rounds) if wrk else
                    f"Python closed loop (bench/ingest.py drive(): one selector loop, non-blocking sockets), "
-                   f"{args.connections} connections, {D} s after a {WARMUP_S} s warm-up; latency from the connect"),
+                   f"{args.connections} connections, {args.rounds} slices of {slice_s} s per receiver, alternating, "
+                   f"after a {WARMUP_S} s warm-up each; latency from the connect"),
             gen_b=(f"Python open-loop generator in the benchmark process (bench/ingest.py drive(): one selector loop, "
                    f"non-blocking sockets, a new connection per request as with wrk against gunicorn sync), request i due at t0 + i/rate with "
                    f"rate = {TARGET_RATIO} × the bare receiver's rate in (a) = {rate:,.0f} req/s, {PACED_WARMUP_S} s "

@@ -6,18 +6,17 @@ No HTTP: one client, sequential, writing the `delivery` row exactly as `app/webh
 pull_request.opened body from bench/payload.py, unique GUID and body per row) into a throwaway PostgreSQL
 database (`slipway_micro_<random>`, dropped at the end; admin URL as in bench/ingest.py). Variants:
 
-- `current`: Slipway's path today: `make_engine(url)` (pool_pre_ping=True), `with engine.begin()`,
-  `models.db.insert_ignore(...)` building a new INSERT ... ON CONFLICT DO NOTHING RETURNING per row.
-- `no-pre-ping`: the same with `pool_pre_ping=False` (one round trip less: no `SELECT 1` per checkout).
-- `prebuilt`: no pre-ping, and one INSERT statement built once, executed with the row as parameters.
-- `autocommit`: `prebuilt` on an AUTOCOMMIT connection: no BEGIN/COMMIT round trips (one statement, still a
-  durable commit before the answer).
-- `autocommit+lz4`: the same into a copy of the table (`delivery_lz4`) whose body column has
-  `SET COMPRESSION lz4`.
+- `insert_ignore+pre-ping`: Slipway's first ingest path: `make_engine(url, pool_pre_ping=True)`,
+  `with engine.begin()`, `models.db.insert_ignore(...)` building a new INSERT ... ON CONFLICT DO NOTHING
+  RETURNING per row (BEGIN, SELECT 1, INSERT, COMMIT: four round trips).
+- `insert_ignore`: the same without the pre-ping.
+- `inbox.store`: `workers.inbox.store(engine, values)`, the path as it is now: one INSERT built once, on an
+  AUTOCOMMIT connection (one round trip, still a durable commit before the answer).
+- `raw psycopg`: the same statement as SQL text on a pooled DBAPI connection in autocommit (no SQLAlchemy).
 
 The variants run interleaved, in 10 rounds, so load from other processes hits each of them alike.
-
-For each: rows/s, wall µs per row, client CPU µs per row and the PostgreSQL backend's CPU µs per row.
+For each: rows/s, wall µs per row, client CPU µs per row and the PostgreSQL backend's CPU µs per row,
+and how PostgreSQL stored the bodies (compression, bytes per row).
 Then the enqueue that follows the row for a handled event: `slipway.transport.RQTransport.enqueue([guid])`
 against a plain redis-py `RPUSH` of the GUID, on an empty Redis database index of its own (flushed after).
 Prints Markdown tables; writes nothing.
@@ -60,46 +59,53 @@ def row_values(reqs: Requests, tag: str, seq: int) -> dict[str, Any]:
             "body": raw}
 
 
-VARIANTS = ["current", "no-pre-ping", "prebuilt", "autocommit", "autocommit+lz4"]
+VARIANTS = ["insert_ignore+pre-ping", "insert_ignore", "inbox.store", "raw psycopg"]
+
+COLUMNS = ["guid", "hook_id", "event", "action", "installation_id", "repository", "state", "attempts", "error", "note",
+           "received_at", "queued_at", "started_at", "finished_at", "lease_until", "next_attempt_at", "body_sha256",
+           "body"]
 
 
 class Variant:
-    """One way of writing the row, with its own engine (and table for lz4) and its counters."""
+    """One way of writing the row, with its own engine and its counters."""
 
     def __init__(self, name: str, url: str, reqs: Requests, first_seq: int) -> None:
-        from sqlalchemy import MetaData, text
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy import text
 
-        from models import Delivery
         from models.db import make_engine
 
         self.name, self.reqs, self.seq = name, reqs, first_seq
         self.tag = secrets.token_hex(4)
-        self.engine = make_engine(url, pool_pre_ping=(name == "current"))
-        table = Delivery.__table__
-        if name.endswith("+lz4"):
-            table = table.to_metadata(MetaData(), name="delivery_lz4")
-        self.stmt = insert(table).on_conflict_do_nothing().returning(table.c.id)
-        with self.engine.connect() as conn:
-            self.backend = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        self.engine = make_engine(url, pool_pre_ping=name.endswith("pre-ping"))
+        self.table = "delivery"
+        self.raw_conn: Any = None
+        if name.startswith("raw psycopg"):
+            self.raw_conn = self.engine.raw_connection()  # a pooled DBAPI connection, kept for the whole run
+            self.raw_conn.driver_connection.autocommit = True
+            self.sql = (f"INSERT INTO {self.table} ({', '.join(COLUMNS)}) VALUES "
+                        f"({', '.join('%(' + c + ')s' for c in COLUMNS)}) ON CONFLICT DO NOTHING RETURNING id")
+            self.backend = self.raw_conn.driver_connection.info.backend_pid
+        else:
+            with self.engine.connect() as conn:
+                self.backend = conn.execute(text("SELECT pg_backend_pid()")).scalar()
         self.rows = 0
         self.wall = self.client = self.pg = 0.0
 
     def one(self) -> None:
         from models import Delivery
         from models.db import insert_ignore
+        from workers import inbox
 
         values = row_values(self.reqs, self.tag, self.seq)
         self.seq += 1
-        if self.name in ("current", "no-pre-ping"):
+        if self.name.startswith("insert_ignore"):
             with self.engine.begin() as conn:
                 stored = insert_ignore(conn, Delivery, values, returning=Delivery.id)
-        elif self.name == "prebuilt":
-            with self.engine.begin() as conn:
-                stored = conn.execute(self.stmt, values).scalar()
+        elif self.name.startswith("inbox.store"):
+            stored = inbox.store(self.engine, values)
         else:
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                stored = conn.execute(self.stmt, values).scalar()
+            cur = self.raw_conn.driver_connection.execute(self.sql, {**_defaults(), **values})
+            stored = cur.fetchone()[0]
         assert stored is not None
 
     def chunk(self, n: int) -> None:
@@ -116,6 +122,17 @@ class Variant:
         r = self.rows
         return {"rows/s": r / self.wall, "wall": self.wall / r * 1e6, "client": self.client / r * 1e6,
                 "pg": self.pg / r * 1e6}
+
+    def close(self) -> None:
+        if self.raw_conn is not None:
+            self.raw_conn.close()
+        self.engine.dispose()
+
+
+def _defaults() -> dict[str, Any]:
+    from workers import inbox
+
+    return dict(getattr(inbox, "_DELIVERY_DEFAULTS", {"attempts": 0}))
 
 
 def enqueue_costs(n: int) -> dict[str, dict[str, float]]:
@@ -153,13 +170,12 @@ def main() -> int:
     db.name = db.name.replace("slipway_bench_", "slipway_micro_")
     db.url = db.url.rsplit("/", 1)[0] + "/" + db.name
     results = {}
+    storage: dict[str, Any] = {}
     try:
         db.create()
         from models.db import upgrade
 
         upgrade(db.url)
-        db.conn().execute("CREATE TABLE delivery_lz4 (LIKE delivery INCLUDING ALL)")
-        db.conn().execute("ALTER TABLE delivery_lz4 ALTER COLUMN body SET COMPRESSION lz4")
         variants = [Variant(name, db.url, reqs, (n + 1) * 1_000_000) for n, name in enumerate(VARIANTS)]
         for v in variants:  # warm caches, prepared statements, the pool
             v.chunk(50)
@@ -169,9 +185,13 @@ def main() -> int:
         for _ in range(rounds):  # interleaved, so load from other processes hits every variant alike
             for v in variants:
                 v.chunk(max(1, args.rows // rounds))
+        storage = {t: db.conn().execute(
+            f"SELECT string_agg(DISTINCT coalesce(pg_column_compression(body), 'none'), ','), "
+            f"pg_total_relation_size('{t}') / greatest(count(*), 1) FROM {t}").fetchone()
+            for t in ("delivery",)}
         for v in variants:
             results[v.name] = r = v.result()
-            v.engine.dispose()
+            v.close()
             print(f"{v.name}: {r['rows/s']:,.0f} rows/s, wall {r['wall']:,.0f} µs, client CPU {r['client']:,.0f} µs, "
                   f"PostgreSQL CPU {r['pg']:,.0f} µs per row", file=sys.stderr)
     finally:
@@ -182,6 +202,8 @@ def main() -> int:
     print("|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['rows/s']:,.0f} | {r['wall']:,.0f} | {r['client']:,.0f} | {r['pg']:,.0f} |")
+    print("\nStorage: " + "; ".join(f"`{t}` body compression {c}, {b:,} bytes per row with TOAST and indexes"
+                                     for t, (c, b) in storage.items()))
     print(f"\n{args.rows} enqueues per variant, one client, sequential:\n")
     print("| enqueue | per second | wall µs | client CPU µs |")
     print("|---|---|---|---|")
