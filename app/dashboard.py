@@ -201,16 +201,24 @@ def keys() -> Response:
     return _keys_page()
 
 
+def _admin_post() -> tuple[Any, Response | None]:
+    """The signed-in admin key of a POST, or the answer that refuses it (sign in, bad CSRF, not an admin)."""
+    key = signed_in()
+    if key is None:
+        return None, redirect(url_for("dashboard.login"))
+    if not csrf_ok():
+        return None, bad_csrf()
+    if not key.may("admin"):
+        return None, _admins_only()
+    return key, None
+
+
 @bp.post("/settings/keys")
 def create() -> Response:
     """Create a key and show it once, in this answer only (it is never stored or sent again)."""
-    key = signed_in()
-    if key is None:
-        return redirect(url_for("dashboard.login"))
-    if not csrf_ok():
-        return bad_csrf()
-    if not key.may("admin"):
-        return _admins_only()
+    key, refusal = _admin_post()
+    if refusal is not None:
+        return refusal
     form, errors = _read_key_form()
     if errors:
         return _keys_page(422, form=form, errors=errors)
@@ -223,13 +231,9 @@ def create() -> Response:
 @bp.post("/settings/keys/<int:key_id>/revoke")
 def revoke(key_id: int) -> Response:
     """Revoke a key at once (revoking one's own key ends this session too)."""
-    key = signed_in()
-    if key is None:
-        return redirect(url_for("dashboard.login"))
-    if not csrf_ok():
-        return bad_csrf()
-    if not key.may("admin"):
-        return _admins_only()
+    key, refusal = _admin_post()
+    if refusal is not None:
+        return refusal
     if revoke_key(runtime().engine, key_id):
         log.info("key %s revoked from the dashboard by key %s", key_id, key.id)
     if key_id == key.id:
