@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench-ingest clean
+.PHONY: install run test bench-ingest bench-api bench-worker bench-e2e bench-memory clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,6 +21,18 @@ test: install
 
 bench-ingest: install
 	$(PY) bench/ingest.py
+
+bench-api: install
+	$(PY) bench/api_at_size.py
+
+bench-worker: install
+	$(PY) bench/worker.py
+
+bench-e2e: install
+	$(PY) bench/e2e.py
+
+bench-memory: install
+	$(PY) bench/memory.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
