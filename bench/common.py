@@ -30,6 +30,7 @@ import hmac
 import http.client
 import importlib.metadata as md
 import json
+import math
 import os
 import platform
 import random
@@ -530,6 +531,9 @@ def _fake_main(argv: list[str]) -> int:
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
     fake = BenchFake(app_id=APP_ID, private_key_pem=pem)
+    # GitHub allows an installation 5,000-15,000 requests an hour; a push costs Slipway 5, so the benchmarks
+    # would hit that within minutes and measure Slipway's rate-limit back-off (retry in ~1 h) instead.
+    fake.rate_limit = 10**9
     fake.add_installation(INSTALLATION_ID, account=OWNER)
     for full_name in args.repos.split(","):
         fake.add_repo(full_name, INSTALLATION_ID)
@@ -613,7 +617,10 @@ class Stack:
     def patched_worker(self, patch: str, log_name: str) -> Proc:
         """`slipway worker --burst` with the in-memory what-if patch `patch` (see _patched_worker_main)."""
         argv = [sys.executable, str(Path(__file__)), "patched-worker"]
-        return self.run.start(Proc(f"slipway worker --burst (what-if: {patch})", argv, self.env(BENCH_PATCH=patch),
+        extra = {"BENCH_PATCH": patch}
+        if "asynccommit" in patch.split(","):
+            extra["PGOPTIONS"] = "-c synchronous_commit=off"
+        return self.run.start(Proc(f"slipway worker --burst (what-if: {patch})", argv, self.env(**extra),
                                    self.run.dir, self.run.dir / log_name))
 
     def noop_worker(self, queue: str = NOOP_QUEUE) -> Proc:
@@ -653,45 +660,107 @@ def _noop_worker_main(argv: list[str]) -> int:
     return 0
 
 
-def _patched_worker_main(argv: list[str]) -> int:
-    """What-if runs only: `slipway worker --burst` with Slipway's GitHub client patched IN MEMORY (Slipway's
-    files are untouched) and SQL statements/commits per job counted.
+WHAT_IF = {
+    "client": "one long-lived githubkit client per installation token (`with GitHub(...)`: httpx connection pool, "
+              "keep-alive) instead of a new client and TCP connection per call",
+    "nolookup": "no GitHub look-up before a first attempt: `list_deployments` / `list_deployment_statuses` answer [] "
+                "without a call (a retry would still look)",
+    "redis": "installation token kept in the process until it needs refreshing (Redis still shares it) and the "
+             "GitHub-answer counters of /metrics flushed to Redis once a second instead of once per call",
+    "asynccommit": "the worker's PostgreSQL sessions with `synchronous_commit=off` (PGOPTIONS; no code change): "
+                   "what waiting for the WAL flush of its ~10 commits per push costs",
+    "notx": "the worker's engine in AUTOCOMMIT (no BEGIN, COMMIT or ROLLBACK round trips; NOT safe as such, only "
+            "measured here with one worker): the ceiling of folding a job's statements into fewer transactions "
+            "and running single reads outside one",
+}
 
-    BENCH_PATCH=none    as shipped (only the counters)
-    BENCH_PATCH=ssl     githubkit gets one ssl.SSLContext per process (`ssl_verify=ctx`) instead of httpx
-                        building one (and loading the CA bundle) for every call
-    BENCH_PATCH=client  also one long-lived githubkit client (httpx connection pool, keep-alive) per token
+
+def _patched_worker_main(argv: list[str]) -> int:
+    """What-if runs only: `slipway worker --burst` with parts of Slipway patched IN MEMORY (Slipway's files are
+    untouched), counting SQL statements and commits of the job thread.
+
+    BENCH_PATCH: comma-separated names of WHAT_IF ("none" = as shipped, only the counters).
     """
     import atexit
 
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
+    import app.metrics as am
     import workers.github as wg
     import workers.jobs as wj
 
-    patch = os.environ.get("BENCH_PATCH", "none")
-    if patch in ("ssl", "client"):
-        import httpx
+    patches = {p for p in os.environ.get("BENCH_PATCH", "none").split(",") if p and p != "none"}
+    patches.discard("asynccommit")  # environment only (PGOPTIONS, set by Stack.patched_worker)
+    unknown = patches - set(WHAT_IF)
+    if unknown:
+        raise SystemExit(f"unknown BENCH_PATCH {unknown}")
+    if "notx" in patches:
+        import models.db as mdb
 
-        ctx = httpx.create_ssl_context()
+        shipped_make_engine = mdb.make_engine
+
+        def make_engine(url: str, **kw: Any) -> Any:
+            kw.setdefault("isolation_level", "AUTOCOMMIT")
+            return shipped_make_engine(url, **kw)
+
+        mdb.make_engine = make_engine  # type: ignore[assignment]
+    if "client" in patches:
         clients: dict[Any, Any] = {}
+        shipped_client = wg.GitHubApp._client
 
         def _client(self: Any, auth: Any) -> Any:
-            from githubkit import GitHub
-
             key = getattr(auth, "token", None)
-            if patch == "client" and key in clients:
-                return clients[key]
-            hooks = {"response": [self._on_response]} if self._on_response else None
-            gh = GitHub(auth, base_url=self.base_url, timeout=self.timeout, auto_retry=False, http_cache=False,
-                        user_agent="Slipway", event_hooks=hooks, ssl_verify=ctx)
-            if patch == "client" and key is not None:
-                gh.__enter__()
-                clients[key] = gh
+            gh = clients.get(key)
+            if gh is None:
+                gh = shipped_client(self, auth)
+                if key is not None:
+                    gh.__enter__()
+                    clients[key] = gh
             return gh
 
         wg.GitHubApp._client = _client  # type: ignore[method-assign]
+    if "nolookup" in patches:
+        wg.Repo.list_deployments = lambda self, **kw: []  # type: ignore[method-assign]
+        wg.Repo.list_deployment_statuses = lambda self, deployment_id: []  # type: ignore[method-assign]
+    if "redis" in patches:
+        local: dict[int, Any] = {}
+        shipped_get, shipped_drop = wg.RedisTokens.get, wg.RedisTokens.drop
+
+        def get(self: Any, installation_id: int) -> Any:
+            tok = local.get(installation_id)
+            if tok is not None and tok.fresh():
+                return tok
+            tok = shipped_get(self, installation_id)
+            if tok is not None:
+                local[installation_id] = tok
+            return tok
+
+        def drop(self: Any, installation_id: int, value: Any = None) -> None:
+            local.pop(installation_id, None)
+            shipped_drop(self, installation_id, value)
+
+        wg.RedisTokens.get, wg.RedisTokens.drop = get, drop  # type: ignore[method-assign]
+        pending: collections.Counter[str] = collections.Counter()
+        remaining: dict[str, str] = {}
+        last = [time.monotonic()]
+
+        def record(self: Any, status: str, resource: str, left: str | None) -> None:
+            pending[status] += 1
+            if left is not None:
+                remaining[resource] = left
+            if time.monotonic() - last[0] >= 1.0:
+                last[0] = time.monotonic()
+                with self.redis.pipeline(transaction=False) as pipe:
+                    for k, v in pending.items():
+                        pipe.hincrby(f"{am.REDIS_PREFIX}:github_calls", k, v)
+                    for k, v in remaining.items():
+                        pipe.hset(f"{am.REDIS_PREFIX}:github_remaining", k, v)
+                    pipe.execute()
+                pending.clear()
+                remaining.clear()
+
+        am.GitHubCalls._record_redis = record  # type: ignore[method-assign]
     stats: collections.Counter[str] = collections.Counter()
 
     @event.listens_for(Engine, "before_cursor_execute")
@@ -704,11 +773,22 @@ def _patched_worker_main(argv: list[str]) -> int:
         if threading.current_thread() is threading.main_thread():
             stats["commits"] += 1
 
-    original = wj.process_delivery
+    @event.listens_for(Engine, "begin")
+    def _begin(conn: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            stats["begins"] += 1
+
+    @event.listens_for(Engine, "rollback")
+    def _rollback(conn: Any) -> None:
+        # A read-only `engine.connect()` block ends its implicit transaction with a ROLLBACK round trip.
+        if threading.current_thread() is threading.main_thread():
+            stats["rollbacks"] += 1
+
+    shipped_job = wj.process_delivery
 
     def process_delivery(guid: str) -> str:
         stats["jobs"] += 1
-        return original(guid)
+        return shipped_job(guid)
 
     wj.process_delivery = process_delivery  # type: ignore[assignment]
     atexit.register(lambda: print("BENCHSQL " + json.dumps(dict(stats)), file=sys.stderr, flush=True))
@@ -1205,7 +1285,7 @@ def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    k = max(0, min(len(s) - 1, int(round(p / 100 * len(s) + 0.5)) - 1))
+    k = max(0, min(len(s) - 1, math.ceil(p / 100 * len(s)) - 1))
     return s[k]
 
 

@@ -104,9 +104,9 @@ def measure(stack: c.Stack, port: int, gen: c.Deliveries, groups: dict[str, Any]
     in_window = [v[0] for k, v in deployed.items()]
     t_first, t_last = measured[0]["sent"] if measured else 0, max((r["sent"] for r in measured), default=0)
     throughput = sum(1 for t in in_window if t_first <= t <= t_last) / max(1e-6, t_last - t_first)
-    rows = {g: (rcv, st) for g, rcv, st in stack.db.rows(
-        "SELECT guid, extract(epoch FROM received_at), extract(epoch FROM started_at) FROM delivery "
-        "WHERE guid = ANY(%s)", [r["guid"] for r in measured])}
+    rows = {g: (rcv, st, note) for g, rcv, st, note in stack.db.rows(
+        "SELECT guid, extract(epoch FROM received_at), extract(epoch FROM started_at), coalesce(note, error, '') "
+        "FROM delivery WHERE guid = ANY(%s)", [r["guid"] for r in measured])}
     got = sum(1 for r in measured if r["sha"] in deployed)
     missing = [r["guid"] for r in measured if r["sha"] not in deployed]
     why = stack.db.rows("SELECT state, left(coalesce(note, error, ''), 160), count(*) FROM delivery "
@@ -182,8 +182,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def summarise(r: dict[str, Any]) -> dict[str, Any]:
     lat, ingest, queue_wait, job_to_deploy, send_lag = [], [], [], [], []
-    missing = 0
+    missing = superseded = 0
     for m in r["measured"]:
+        note = r["rows"].get(m["guid"], (None, None, ""))[2]
+        if m["sha"] not in r["deployed"] and "superseded" in note:
+            superseded += 1  # a newer push for the same repository was decided first: no deployment by design
+            continue
         if m["status"] in (200, 202):
             ingest.append((m["answered"] - m["sent"]) * 1000)
         if m["sent"]:
@@ -194,13 +198,13 @@ def summarise(r: dict[str, Any]) -> dict[str, Any]:
             lat.append(math.inf)
             continue
         lat.append((d[0] - m["sent"]) * 1000)
-        rcv, started = r["rows"].get(m["guid"], (None, None))
+        rcv, started, _note = r["rows"].get(m["guid"], (None, None, ""))
         if rcv is not None and started is not None:
             queue_wait.append((float(started) - float(rcv)) * 1000)
             job_to_deploy.append((d[1] - float(started)) * 1000)
     ok2xx = sum(1 for m in r["measured"] if m["status"] in (200, 202))
     return {"lat": lat, "ingest": ingest, "queue": queue_wait, "job": job_to_deploy, "lag": send_lag,
-            "missing": missing, "ok2xx": ok2xx, "p50": c.pct(lat, 50), "p99": c.pct(lat, 99)}
+            "missing": missing, "superseded": superseded, "ok2xx": ok2xx, "p50": c.pct(lat, 50), "p99": c.pct(lat, 99)}
 
 
 def render(ctx: dict[str, Any]) -> str:
@@ -217,7 +221,9 @@ def render(ctx: dict[str, Any]) -> str:
           "on 127.0.0.1:5432, a reserved Redis db on 127.0.0.1:6379, LOG_LEVEL=warning. The fake GitHub API "
           f"(`tests/fakegithub.py`, TCP_NODELAY set) runs in its own process: one installation, {N_REPOS} repositories "
           "whose `.github/slipway.yml` is `environments: {staging: {on: push, required_checks: []}}`, so every push "
-          "to main becomes a `slipway/staging` commit status, a GitHub deployment and its `queued` status.",
+          "to main becomes a `slipway/staging` commit status, a GitHub deployment and its `queued` status (5 GitHub "
+          "calls). The fake's rate limit is raised to 10^9 requests/hour: GitHub's own, 5,000-15,000 per installation "
+          "and hour, allows 1,000-3,000 such pushes an hour, and 50 pushes/s would exhaust it in 20-60 s.",
           "- **Load:** signed `push` deliveries (~7 KB, GitHub-shaped, a new commit sha each, round the repositories), "
           "open loop (request i due at t0 + i/rate, sent whatever happened before), a new connection per request, "
           "a lead-in not counted. A warm-up of one push per repository ran first (configuration cached, token minted). "
@@ -232,14 +238,21 @@ def render(ctx: dict[str, Any]) -> str:
           "|---|---|---|---|---|---|---|---|---|"]
     for r, s in zip(runs, sums):
         L.append(f"| {r['rate']:g}/s for {r['duration']} s | {len(r['measured']):,} | {s['ok2xx']:,} | "
-                 f"{len(r['measured']) - s['missing']:,} ({r['waited']:.0f} s) | {r['throughput']:.1f} | {fmt(s['p50'])} | "
+                 f"{len(r['measured']) - s['missing'] - s['superseded']:,} ({r['waited']:.0f} s) | {r['throughput']:.1f} | {fmt(s['p50'])} | "
                  f"{fmt(c.pct(s['lat'], 90))} | {fmt(s['p99'])} | {fmt(max(s['lat']) if s['lat'] else math.nan)} |")
     L += ["", f"**Target** (at {args.rate:g} deliveries/s): p50 < {TARGET_P50_MS:.0f} ms — **{'PASS' if ok50 else 'FAIL'}** "
           f"({fmt(ts['p50'])} ms); p99 < {TARGET_P99_MS:.0f} ms — **{'PASS' if ok99 else 'FAIL'}** ({fmt(ts['p99'])} ms)."]
+    for r, s in zip(runs, sums):
+        if s["superseded"]:
+            L.append(f"\nAt {r['rate']:g}/s, {s['superseded']} pushes were superseded (a newer push to the same repository "
+                     "was decided first, so by design no deployment was made); they are left out of the percentiles.")
     if ts["missing"]:
         L.append(f"\n{ts['missing']} of {len(target['measured'])} pushes had no deployment {target['waited']:.0f} s after "
                  f"the last request (queue still holding {target['depth'][0]} jobs): the {args.workers} workers made "
                  f"{target['throughput']:.1f} deployments/s against {args.rate:g} pushes/s offered.")
+        if target.get("why"):
+            L.append("Their deliveries by state and note: " + "; ".join(
+                f"{state} × {n} ({note or '-'})" for state, note, n in target["why"]) + ".")
     L += ["", "Where the time goes (per deployed push, ms; from the database's `received_at`, `started_at` (claimed by a "
           "worker) and the fake's wall-clock time of the deployment POST):", "",
           "| run | stage | p50 | p90 | p99 |", "|---|---|---|---|---|"]
@@ -258,6 +271,21 @@ def render(ctx: dict[str, Any]) -> str:
         cpu = r["cpu"]
         L.append(f"| {r['rate']:g}/s | {cpu['web']:.0f} | {cpu['workers']:.0f} | {cpu['postgres']:.0f} | {cpu['redis']:.0f} | "
                  f"{cpu['fake GitHub']:.0f} | {cpu['bench']:.0f} | {cpu['busy']:.0f} | {cpu['other']:.0f} |")
+    cpu, thr = target["cpu"], target["throughput"]
+    if thr > 0:
+        answered = ts["ok2xx"] / max(1e-6, target["duration"])
+        per = {"web": cpu["web"] * 10 / max(1e-6, answered)}
+        per.update({k: cpu[k] * 10 / thr for k in ("workers", "postgres", "redis", "fake GitHub")})
+        total = sum(per.values())
+        L += ["", f"**Reading:** while sending at {args.rate:g}/s the {args.workers} workers made {thr:.1f} deployments/s. "
+              f"CPU per push: web {per['web']:.1f} ms (per answered request), workers {per['workers']:.1f} ms, PostgreSQL "
+              f"{per['postgres']:.1f} ms, Redis {per['redis']:.1f} ms, fake GitHub {per['fake GitHub']:.1f} ms (per "
+              f"deployment) = {total:.0f} ms, so {args.rate:g} pushes/s need about {total * args.rate / 1000:.1f} cores "
+              f"(the machine has {nproc}). Each worker was on a CPU {cpu['workers'] / args.workers:.0f} % of the time: the "
+              "rest it waits for PostgreSQL, Redis and GitHub round trips one after the other."
+              + (f" When the workers keep up (the {runs[0]['rate']:g}/s run) a push is deployed in {fmt(sums[0]['p50'])} ms "
+                 f"(p50; p99 {fmt(sums[0]['p99'])} ms), most of it the worker's own path from claim to the deployment POST."
+                 if len(runs) > 1 else "")]
     caution = c.cpu_caution([(str(r["rate"]), r["cpu"]) for r in runs])
     if caution:
         L += ["", caution]

@@ -22,6 +22,11 @@ What it does, all on 127.0.0.1, bounded in time (budget 230 s; about 2-3 minutes
 4. Runs: RQ no-op, Slipway mix, RQ no-op again, then each kind alone (push, deployment_status, ping).
 5. With --profile (by default when the target is missed and py-spy is installed) an extra mixed run is
    sampled with py-spy (wall time incl. waits, and GIL-holding time) and summarised by where the time goes.
+   With --what-if (by default when the target is missed) push-only runs follow: as shipped, and with parts
+   of Slipway patched in memory (bench/common.py WHAT_IF: a kept-alive GitHub client; no look-up before a
+   first attempt; fewer Redis round trips; synchronous_commit=off; all), counting GitHub calls, SQL statements and commits per
+   push (bench/common.py `patched-worker`; Slipway's files are not touched): the expected gain of each
+   suggested change, measured.
 6. Writes the section "Worker" of docs/benchmarks.md unless --no-write; stops every process by PID, drops the
    database, flushes and releases the Redis index (also on error and Ctrl-C).
 """
@@ -43,6 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as c  # noqa: E402
 
 TARGET_RATIO = 0.75
+WHAT_IF_RUNS = ("none", "client", "nolookup", "redis", "asynccommit", "notx", "client,nolookup,redis,asynccommit",
+                "client,nolookup,redis,notx", "none")
 WARM_JOBS = 18
 POLL_S = 0.005
 N_REPOS = 20
@@ -61,9 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="py-spy profile of an extra mixed run: when the target is missed (auto), always or never")
     p.add_argument("--profile-deliveries", type=int, default=150)
     p.add_argument("--what-if", choices=["auto", "always", "never"], default="auto",
-                   help="push-only runs with Slipway's GitHub client patched in memory (shared TLS context; "
-                        "shared keep-alive client): when the target is missed (auto), always or never")
-    p.add_argument("--what-if-pushes", type=int, default=60)
+                   help="push-only runs with parts of Slipway patched in memory (bench/common.py WHAT_IF): "
+                        "when the target is missed (auto), always or never")
+    p.add_argument("--what-if-pushes", type=int, default=100)
     p.add_argument("--wait-quiet", type=int, default=20, metavar="SECONDS",
                    help="wait up to this long for the machine to be under 25 %% busy before measuring")
     p.add_argument("--no-write", action="store_true", help="print only; do not touch docs/benchmarks.md")
@@ -178,7 +185,8 @@ def slipway_run(stack: c.Stack, port: int, items: list[c.Delivery], label: str,
 def what_if_run(stack: c.Stack, port: int, items: list[c.Delivery], patch: str) -> dict[str, Any]:
     """Push-only burst with the in-memory patch `patch` (bench/common.py _patched_worker_main)."""
     load(stack, port, items)
-    proc = stack.patched_worker(patch, f"worker-what-if-{patch}.log")
+    stack.fake.ask("reset_counts")
+    proc = stack.patched_worker(patch, f"worker-what-if-{patch.replace(',', '+')}.log")
     res = measure_burst(stack, proc, c.QUEUE, len(items), groups_for(stack, proc))
     proc.stop()
     done = stack.db.scalar("SELECT count(*) FROM delivery WHERE guid = ANY(%s) AND state = 'done'",
@@ -188,6 +196,7 @@ def what_if_run(stack: c.Stack, port: int, items: list[c.Delivery], patch: str) 
     lines = [ln for ln in proc.log_path.read_text(errors="replace").splitlines() if ln.startswith("BENCHSQL ")]
     sql = json.loads(lines[-1][len("BENCHSQL "):]) if lines else {}
     res["sql"] = sql
+    res["calls"] = stack.fake.stats()["counts"]
     c.log(f"what-if {patch}: {res['rate']:.1f} pushes/s; {sql}")
     return res
 
@@ -221,7 +230,7 @@ class _Spy:
 
 
 TLS = "TLS context built for every GitHub call (`ssl.create_default_context` loads the CA bundle)"
-WAIT_PG = "waiting for PostgreSQL (psycopg waits for the answer)"
+WAIT_PG = "PostgreSQL round trips (psycopg sends a statement, BEGIN, COMMIT or ROLLBACK and waits for the answer)"
 WAIT_GH = "waiting for the fake GitHub (connect, send, read the answer)"
 WAIT_REDIS = "waiting for Redis"
 PACKAGES = [  # (label, first path segment of the deepest frame that belongs to a package)
@@ -242,7 +251,7 @@ def classify_stack(frames: list[str]) -> str:
     if re.search(r"create_default_context|load_verify_locations|create_ssl_context", joined):
         return TLS
     leaf = frames[-1]
-    if "(psycopg/" in leaf and re.search(r"\bwait|waiting", leaf):
+    if "(psycopg/" in leaf and re.search(r"\bwait|waiting|_execute_send|_exec_command", leaf):
         return WAIT_PG
     if "(httpcore/_backends" in leaf or (re.match(r"(create_connection|getaddrinfo|socket\.)", leaf)
                                          and "httpcore" in joined):
@@ -263,6 +272,7 @@ def classify_profile(raw: Path) -> dict[str, Any]:
     """Share of the worker's main-thread samples (inside RQ's work loop) per label, per handler, per function."""
     totals: collections.Counter[str] = collections.Counter()
     funcs: collections.Counter[str] = collections.Counter()
+    pg_by: collections.Counter[str] = collections.Counter()
     n = 0
     if not raw.exists():
         return {"n": 0, "shares": {}, "funcs": {}}
@@ -273,7 +283,13 @@ def classify_profile(raw: Path) -> dict[str, Any]:
         k = int(count)
         n += k
         frames = stack.split(";")
-        totals[classify_stack(frames)] += k
+        label = classify_stack(frames)
+        totals[label] += k
+        if label == WAIT_PG:  # which of Slipway's functions made the round trip
+            own = [f for f in frames if re.search(r"\((workers|models|app|slipway)/", f)]
+            if own:
+                fn = re.match(r"([\w.<>]+) \(([\w/]+\.py)", own[-1])
+                pg_by[f"{fn.group(2)} {fn.group(1)}" if fn else own[-1]] += k
         if "process_delivery" in stack:
             totals["__job__"] += k
         for handler in ("on_push", "on_deployment_status", "on_ping"):
@@ -282,7 +298,8 @@ def classify_profile(raw: Path) -> dict[str, Any]:
         for fn in {(m.group(2), m.group(1)) for m in re.finditer(r"([\w.<>]+) \(((?:workers|slipway|models|app)/[\w/]+\.py)", stack)}:
             funcs[f"{fn[0]} {fn[1]}"] += k
     return {"n": n, "shares": {k: v / n * 100 for k, v in totals.items()} if n else {},
-            "funcs": {k: v / n * 100 for k, v in funcs.most_common(14)} if n else {}}
+            "funcs": {k: v / n * 100 for k, v in funcs.most_common(14)} if n else {},
+            "pg_by": {k: v / n * 100 for k, v in pg_by.most_common(10)} if n else {}}
 
 
 # --------------------------------------------------------------------------- report
@@ -300,7 +317,8 @@ def render(ctx: dict[str, Any]) -> str:
     L += [f"- **Set-up:** production mode; PostgreSQL database `slipway_bench_*` on 127.0.0.1:5432 (`slipway db upgrade`), "
           f"Redis db {ctx['stack'].redis.index} on 127.0.0.1:6379 (reserved with `slipway-test:db:<n>` in db 0), "
           f"LOG_LEVEL=warning for Slipway and for RQ's logger in both workers. The fake GitHub API "
-          f"(`tests/fakegithub.py`) runs in its own process: one installation, {N_REPOS} repositories whose "
+          f"(`tests/fakegithub.py`; TCP_NODELAY set, rate limit raised to 10^9/hour, see End to end) runs in its own "
+          f"process: one installation, {N_REPOS} repositories whose "
           "`.github/slipway.yml` is `environments: {staging: {on: push, required_checks: []}}`.",
           f"- **Deliveries:** signed GitHub-shaped bodies (bench/common.py `Deliveries`): `push` to main "
           f"(~7 KB, a new commit each, rising `pushed_at`, round the repositories) → Slipway posts the `slipway/staging` "
@@ -349,6 +367,23 @@ def render(ctx: dict[str, Any]) -> str:
         calls = sum(r["calls"].values()) / max(1, r["n"])
         L.append(f"| `{kind}` | {r['rate']:,.1f} | {r['rate'] / noop:.3f} | {mean:.1f} / {p50:.1f} | {mix_mean:.1f} | "
                  f"{calls:.1f} |")
+    trips_per_push = 0.0
+    if ctx.get("what_if"):
+        sql = ctx["what_if"]["none"][0]["sql"]
+        trips_per_push = sum(sql.get(k, 0) for k in ("statements", "begins", "commits", "rollbacks")) / max(1, sql.get("jobs", 1))
+    budget = 1000 / (TARGET_RATIO * noop)
+    rq_ms = 1000 / noop
+    weights = {"push": 2, "deployment_status": 3, "ping": 1}
+    mix_job = sum(weights[k] * res["mix"]["job_ms"].get(k, (0.0,))[0] for k in weights) / sum(weights.values())
+    L += ["", f"**Reading:** at {TARGET_RATIO} × RQ's no-op rate a delivery may take {budget:.2f} ms of the worker's time "
+          f"in all; RQ's own work per job takes {rq_ms:.2f} ms (1 / its no-op rate), which leaves {budget - rq_ms:.2f} ms "
+          f"for `process_delivery`. Measured inside `process_delivery` in the mix: push "
+          f"{res['mix']['job_ms'].get('push', (float('nan'),))[0]:.1f} ms, deployment_status "
+          f"{res['mix']['job_ms'].get('deployment_status', (float('nan'),))[0]:.1f} ms, ping "
+          f"{res['mix']['job_ms'].get('ping', (float('nan'),))[0]:.1f} ms; {mix_job:.1f} ms on average over the mix. "
+          "Even a ping (claim + finish: two transactions) needs more than the whole allowance"
+          + (f", and a push makes {sum(res['push']['calls'].values()) / max(1, res['push']['n']):.0f} GitHub calls"
+             + (f" and {trips_per_push:.0f} PostgreSQL round trips (see What if)" if trips_per_push else "") + ".")]
     push_calls = res["push"]["calls"]
     if push_calls:
         L += ["", "GitHub calls of the push-only run: " + ", ".join(
@@ -376,29 +411,43 @@ def render(ctx: dict[str, Any]) -> str:
               "| function | wall % |", "|---|---|"]
         for fn, share in prof["wall"]["funcs"].items():
             L.append(f"| `{fn}` | {share:.1f} |")
+        if prof["wall"].get("pg_by"):
+            L += ["", "PostgreSQL round trips by the Slipway function that made them (% of all wall samples): "
+                  + ", ".join(f"`{fn}` {share:.1f}" for fn, share in prof["wall"]["pg_by"].items()) + "."]
         L += ["", "By handler (% of wall / GIL samples): " + ", ".join(
             f"`{h}` {wall.get(f'__{h}__', 0):.1f} / {gil.get(f'__{h}__', 0):.1f}"
             for h in ("on_push", "on_deployment_status", "on_ping")) + "."]
     wi = ctx.get("what_if")
     if wi:
-        base = wi["none"]
-        L += ["", "### What if (push only, Slipway patched in memory by the benchmark; Slipway's files unchanged)", "",
-              "`python bench/common.py patched-worker` runs `slipway worker --burst` after replacing "
-              "`workers.github.GitHubApp._client` in memory, and counts SQL statements and commits of the job "
-              "thread with SQLAlchemy events. `ssl`: githubkit gets one `ssl.SSLContext` per process "
-              "(`GitHub(..., ssl_verify=ctx)`) instead of httpx building one, with the CA bundle, for every call. "
-              "`client`: also one long-lived githubkit client (`with GitHub(...)`: httpx pool, keep-alive) per "
-              "installation token.", "",
-              "| variant | pushes | pushes/s | × as shipped | worker CPU ms/push | SQL statements/push | commits/push | machine busy % | other % |",
-              "|---|---|---|---|---|---|---|---|---|"]
-        for patch, label in (("none", "as shipped"), ("ssl", "shared TLS context"),
-                             ("client", "shared keep-alive client")):
-            r = wi[patch]
-            jobs = max(1, r["sql"].get("jobs", r["n"]))
-            L.append(f"| {label} | {r['n']} | {r['rate']:.1f} | {r['rate'] / base['rate']:.2f} | "
-                     f"{r['cpu']['worker'] / 100 * r['window'] / r['jobs'] * 1000:.1f} | "
-                     f"{r['sql'].get('statements', 0) / jobs:.1f} | {r['sql'].get('commits', 0) / jobs:.1f} | "
-                     f"{r['cpu']['busy']:.0f} | {r['cpu']['other']:.0f} |")
+        L += ["", "### What if (push only, parts of Slipway patched in memory by the benchmark; its files unchanged)", "",
+              "`python bench/common.py patched-worker` runs `slipway worker --burst` after patching Slipway in memory "
+              "(`BENCH_PATCH`), and counts the job thread's SQL statements and commits with SQLAlchemy events. "
+              "Each row is the expected gain of one suggested change, measured:", ""]
+        L += [f"- `{name}`: {text}." for name, text in c.WHAT_IF.items()]
+        L += ["", "PostgreSQL round trips = SQL statements + BEGINs (psycopg sends BEGIN on its own) + COMMITs + "
+              "ROLLBACKs (the pool rolls back a connection handed back inside a read-only transaction). "
+              "'as shipped' ran first and last; × is against the mean of those two runs. Repeats of a 100-push run "
+              "differ by up to about 10-15 %, so single gains below that are within the noise.", "",
+              "| variant | pushes | pushes/s | × as shipped | worker CPU ms/push | GitHub calls/push | SQL statements/push | PostgreSQL round trips/push (BEGIN / COMMIT / ROLLBACK) | machine busy % | other % |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+        base_rate = sum(r["rate"] for r in wi["none"]) / len(wi["none"])
+        for patch in dict.fromkeys(WHAT_IF_RUNS):
+            for r in wi[patch]:
+                sql = r["sql"]
+                jobs = max(1, sql.get("jobs", r["n"]))
+                sent = ("statements",) if "notx" in patch else ("statements", "begins", "commits", "rollbacks")
+                trips = sum(sql.get(k, 0) for k in sent) / jobs
+                label = "as shipped" if patch == "none" else " + ".join(f"`{p}`" for p in patch.split(","))
+                L.append(f"| {label} | {r['n']} | {r['rate']:.1f} | {r['rate'] / base_rate:.2f} | "
+                         f"{r['cpu']['worker'] / 100 * r['window'] / r['jobs'] * 1000:.1f} | "
+                         f"{sum(r['calls'].values()) / r['n']:.1f} | {sql.get('statements', 0) / jobs:.1f} | "
+                         + (f"{trips:.1f} (0 / 0 / 0) |" if "notx" in patch else
+                            f"{trips:.1f} ({sql.get('begins', 0) / jobs:.1f} / {sql.get('commits', 0) / jobs:.1f} / "
+                            f"{sql.get('rollbacks', 0) / jobs:.1f}) |") + f" {r['cpu']['busy']:.0f} | {r['cpu']['other']:.0f} |")
+        caution = c.cpu_caution([(p, r["cpu"]) for p, rs in wi.items() for r in rs])
+        if caution:
+            L += ["", caution.replace("these figures are lower", "the what-if rates are lower and noisier")
+                  + " Worker CPU ms/push is the steadier column."]
     if ctx.get("notes"):
         L += ["", *ctx["notes"]]
     return "\n".join(L) + "\n"
@@ -441,8 +490,10 @@ def main(argv: list[str] | None = None) -> int:
                 profile["dir"] = run.dir.relative_to(c.ROOT)
         what_if = None
         if args.what_if == "always" or (args.what_if == "auto" and ratio < TARGET_RATIO):
-            what_if = {patch: what_if_run(stack, port, [gen.push() for _ in range(args.what_if_pushes)], patch)
-                       for patch in ("none", "ssl", "client")}
+            what_if = {}
+            for patch in WHAT_IF_RUNS:  # "none" first and last: the baseline is their mean
+                r = what_if_run(stack, port, [gen.push() for _ in range(args.what_if_pushes)], patch)
+                what_if.setdefault(patch, []).append(r)
         ctx = {"runs": runs, "stack": stack, "busy_before": busy, "command": command, "profile": profile,
                "profile_n": args.profile_deliveries, "what_if": what_if,
                "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
