@@ -48,8 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as c  # noqa: E402
 
 TARGET_RATIO = 0.75
-WHAT_IF_RUNS = ("none", "client", "nolookup", "redis", "asynccommit", "notx", "client,nolookup,redis,asynccommit",
-                "client,nolookup,redis,notx", "none")
+WHAT_IF_RUNS = ("none", "client", "nolookup", "redis", "asynccommit", "notx", "client,nolookup,redis,notx", "none")
+BUDGET_S = 235
 WARM_JOBS = 18
 POLL_S = 0.005
 N_REPOS = 20
@@ -432,7 +432,7 @@ def render(ctx: dict[str, Any]) -> str:
               "|---|---|---|---|---|---|---|---|---|---|"]
         base_rate = sum(r["rate"] for r in wi["none"]) / len(wi["none"])
         for patch in dict.fromkeys(WHAT_IF_RUNS):
-            for r in wi[patch]:
+            for r in wi.get(patch, []):
                 sql = r["sql"]
                 jobs = max(1, sql.get("jobs", r["n"]))
                 sent = ("statements",) if "notx" in patch else ("statements", "begins", "commits", "rollbacks")
@@ -444,6 +444,8 @@ def render(ctx: dict[str, Any]) -> str:
                          + (f"{trips:.1f} (0 / 0 / 0) |" if "notx" in patch else
                             f"{trips:.1f} ({sql.get('begins', 0) / jobs:.1f} / {sql.get('commits', 0) / jobs:.1f} / "
                             f"{sql.get('rollbacks', 0) / jobs:.1f}) |") + f" {r['cpu']['busy']:.0f} | {r['cpu']['other']:.0f} |")
+        if ctx.get("skipped"):
+            L += ["", f"Not run for lack of time (budget {BUDGET_S} s): " + ", ".join(f"`{p}`" for p in ctx["skipped"]) + "."]
         caution = c.cpu_caution([(p, r["cpu"]) for p, rs in wi.items() for r in rs])
         if caution:
             L += ["", caution.replace("these figures are lower", "the what-if rates are lower and noisier")
@@ -460,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = c.command_line()
     busy = c.wait_quiet(args.wait_quiet)
-    with c.Run("worker", 235) as run:
+    with c.Run("worker", BUDGET_S) as run:
         repos = c.repo_names(N_REPOS)
         stack = c.make_stack(run, repos)
         _serve, port = stack.serve(2)
@@ -489,13 +491,21 @@ def main(argv: list[str] | None = None) -> int:
                 profile["rate"] = r["rate"]
                 profile["dir"] = run.dir.relative_to(c.ROOT)
         what_if = None
+        skipped: list[str] = []
         if args.what_if == "always" or (args.what_if == "auto" and ratio < TARGET_RATIO):
             what_if = {}
-            for patch in WHAT_IF_RUNS:  # "none" first and last: the baseline is their mean
+            last = 0.0
+            for i, patch in enumerate(WHAT_IF_RUNS):  # "none" first and last: the baseline is their mean
+                if run.elapsed() + 1.5 * last > BUDGET_S - 25 and i:
+                    c.log(f"what-if: no time left for {WHAT_IF_RUNS[i:]} within the {BUDGET_S} s budget")
+                    skipped.extend(p for p in WHAT_IF_RUNS[i:] if p not in what_if)
+                    break
+                t = time.monotonic()
                 r = what_if_run(stack, port, [gen.push() for _ in range(args.what_if_pushes)], patch)
                 what_if.setdefault(patch, []).append(r)
+                last = time.monotonic() - t
         ctx = {"runs": runs, "stack": stack, "busy_before": busy, "command": command, "profile": profile,
-               "profile_n": args.profile_deliveries, "what_if": what_if,
+               "profile_n": args.profile_deliveries, "what_if": what_if, "skipped": skipped,
                "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         section = render(ctx)
     print(section)
