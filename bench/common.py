@@ -1318,3 +1318,15 @@ if __name__ == "__main__":
         sys.exit(_noop_worker_main(sys.argv[2:]))
     print(__doc__)
     sys.exit(2)
+
+
+def run_main(main: Callable[[], int | None]) -> None:
+    """Run a benchmark's main(): Ctrl-C and BenchError end it with a message (everything started is stopped)."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("interrupted; everything started was stopped")
+        sys.exit(130)
+    except BenchError as exc:
+        log(f"failed: {exc}")
+        sys.exit(1)

@@ -295,11 +295,4 @@ def render(ctx: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        c.log("interrupted; everything started was stopped")
-        sys.exit(130)
-    except c.BenchError as exc:
-        c.log(f"failed: {exc}")
-        sys.exit(1)
+    c.run_main(main)

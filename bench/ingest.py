@@ -90,34 +90,10 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------- process and CPU accounting
 
 
-def _proc_stat(pid: int) -> tuple[str, int, int, int] | None:
-    """(comm, ppid, pgid, utime+stime ticks) of a process, or None if it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    comm = raw[raw.index("(") + 1: raw.rindex(")")]
-    rest = raw[raw.rindex(")") + 2:].split()
-    return comm, int(rest[1]), int(rest[2]), int(rest[11]) + int(rest[12])
-
-
-def _all_pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def descendants(root: int) -> list[int]:
-    """root and every process below it."""
-    children: dict[int, list[int]] = collections.defaultdict(list)
-    for pid in _all_pids():
-        st = _proc_stat(pid)
-        if st:
-            children[st[1]].append(pid)
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
+# Shared with the other benchmarks (bench/common.py); the underscore names are kept for this file's callers.
+from common import all_pids as _all_pids  # noqa: E402
+from common import descendants  # noqa: E402,F401
+from common import proc_stat as _proc_stat  # noqa: E402,F401
 
 
 def _ticks_by_comm(prefixes: tuple[str, ...], keep: Any = None) -> dict[int, int]:
