@@ -84,9 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --------------------------------------------------------------------------- one burst run
 
 
-def measure_burst(stack: c.Stack, proc: c.Proc, queue: str, n: int, groups: dict[str, Any],
+def measure_burst(stack: c.Stack, proc: c.Proc, left: Any, n: int, groups: dict[str, Any],
                   timeout: float = 150.0) -> dict[str, Any]:
-    """Poll the queue until a burst worker has taken everything; the rate over the post-warm-up window."""
+    """Poll `left()` (units not finished yet) until a burst worker has done all n; the post-warm-up rate."""
     t_spawn = proc.started_at
     t_first = t_warm = None
     done_at_warm = 0
@@ -94,24 +94,24 @@ def measure_burst(stack: c.Stack, proc: c.Proc, queue: str, n: int, groups: dict
     deadline = time.monotonic() + timeout
     max_waiting = 0
     while True:
-        waiting, moving, started = stack.redis.queue_state(queue)
+        waiting = left()
         now = time.monotonic()
         max_waiting = max(max_waiting, waiting)
         if t_first is None and waiting < n:
             t_first = now
         if t_warm is None and waiting <= n - WARM_JOBS:
             t_warm = now
-            done_at_warm = n - waiting - moving - started
+            done_at_warm = n - waiting
             meter.__enter__()
-        if t_warm is not None and waiting == 0 and moving == 0 and started == 0:
+        if t_warm is not None and waiting == 0:
             t_end = now
             meter.__exit__()
             break
         if now > deadline:
-            raise c.BenchError(f"{proc.name} did not finish {n} jobs in {timeout:.0f} s "
-                               f"(left: {waiting} waiting, {started} started); log:\n{proc.log_tail()}")
+            raise c.BenchError(f"{proc.name} did not finish {n} in {timeout:.0f} s "
+                               f"(left: {waiting}); log:\n{proc.log_tail()}")
         if not proc.alive() and waiting:
-            raise c.BenchError(f"{proc.name} exited with {waiting} jobs left; log:\n{proc.log_tail()}")
+            raise c.BenchError(f"{proc.name} exited with {waiting} left; log:\n{proc.log_tail()}")
         time.sleep(POLL_S)
     rc = proc.wait(30)
     t_exit = time.monotonic()
@@ -122,11 +122,22 @@ def measure_burst(stack: c.Stack, proc: c.Proc, queue: str, n: int, groups: dict
             "max_waiting": max_waiting}
 
 
+def jobs_left(stack: c.Stack, queue: str) -> Any:
+    """RQ jobs not finished: waiting, being moved to a worker, or started."""
+    return lambda: sum(stack.redis.queue_state(queue))
+
+
+def deliveries_left(stack: c.Stack, items: list[c.Delivery]) -> Any:
+    """Deliveries of this run not finished yet, from the database (one RQ job carries several)."""
+    first = stack.db.scalar("SELECT min(id) FROM delivery WHERE guid = ANY(%s)", [d.guid for d in items])
+    return lambda: stack.db.scalar("SELECT count(*) FROM delivery WHERE id >= %s AND finished_at IS NULL", first)
+
+
 def noop_run(stack: c.Stack, n: int, label: str) -> dict[str, Any]:
     guids = [f"noop-{label}-{i:08d}" for i in range(n)]
     c.enqueue_jobs(stack.redis.url, c.NOOP_QUEUE, c.NOOP_PATH, guids)
     proc = stack.noop_worker()
-    res = measure_burst(stack, proc, c.NOOP_QUEUE, n, groups_for(stack, proc))
+    res = measure_burst(stack, proc, jobs_left(stack, c.NOOP_QUEUE), n, groups_for(stack, proc))
     proc.stop()
     failed = stack.redis.client.zcard(f"rq:failed:{c.NOOP_QUEUE}")
     if failed:
@@ -142,14 +153,17 @@ def groups_for(stack: c.Stack, worker: c.Proc) -> dict[str, Any]:
 
 
 def load(stack: c.Stack, port: int, items: list[c.Delivery]) -> None:
-    """POST the deliveries through `slipway serve` and wait until every job is in the queue."""
-    before = stack.redis.queue_state(c.QUEUE)[0]
+    """POST the deliveries through `slipway serve` and wait until every GUID is in a queued job."""
+    from redis import Redis
+    from rq import Queue
+
     statuses = c.post_all(port, items, concurrency=4)
     bad = {s: k for s, k in statuses.items() if s not in (200, 202)}
     if bad:
         raise c.BenchError(f"the web server answered {bad} while loading deliveries")
+    queue = Queue(c.QUEUE, connection=Redis.from_url(stack.redis.url))
     deadline = time.monotonic() + 30
-    while stack.redis.queue_state(c.QUEUE)[0] < before + len(items):
+    while sum(len(job.args[0]) for job in queue.jobs) < len(items):
         if time.monotonic() > deadline:
             raise c.BenchError("the web server did not queue every delivery within 30 s")
         time.sleep(0.05)
@@ -161,7 +175,7 @@ def slipway_run(stack: c.Stack, port: int, items: list[c.Delivery], label: str,
     stack.fake.ask("reset_counts")
     proc = stack.worker(burst=True, name=f"slipway worker --burst ({label})", log_name=f"worker-{label}.log")
     spies = profile(proc) if profile else None
-    res = measure_burst(stack, proc, c.QUEUE, len(items), groups_for(stack, proc))
+    res = measure_burst(stack, proc, deliveries_left(stack, items), len(items), groups_for(stack, proc))
     if spies:
         for spy in spies:
             spy.wait(30)
@@ -187,7 +201,7 @@ def what_if_run(stack: c.Stack, port: int, items: list[c.Delivery], patch: str) 
     load(stack, port, items)
     stack.fake.ask("reset_counts")
     proc = stack.patched_worker(patch, f"worker-what-if-{patch.replace(',', '+')}.log")
-    res = measure_burst(stack, proc, c.QUEUE, len(items), groups_for(stack, proc))
+    res = measure_burst(stack, proc, deliveries_left(stack, items), len(items), groups_for(stack, proc))
     proc.stop()
     done = stack.db.scalar("SELECT count(*) FROM delivery WHERE guid = ANY(%s) AND state = 'done'",
                            [d.guid for d in items])

@@ -176,3 +176,21 @@ def test_every_delivery_ends_terminal_under_a_burst(rt, client) -> None:
     with rt.engine.connect() as conn:
         states = [s for (s,) in conn.execute(select(Delivery.state))]
     assert len(states) == 50 and set(states) <= {"done", "ignored"}
+
+
+def test_a_batch_job_runs_each_delivery_once(rt, posted) -> None:
+    """One RQ job carries several GUIDs; each is claimed and finished on its own, a repeat is harmless."""
+    guids = [posted() for _ in range(3)]
+    assert jobs.process_deliveries(guids + guids[:1]) == {"done": 3, "not-claimed": 1}
+    assert [state(rt, g).state for g in guids] == ["done"] * 3
+
+
+def test_a_batch_past_its_budget_hands_the_rest_back(rt, posted, monkeypatch) -> None:
+    """After the batch budget the unstarted deliveries go back to the queue instead of waiting behind a slow one."""
+    guids = [posted() for _ in range(3)]
+    handed: list[str] = []
+    rt.transport.enqueue = handed.extend
+    monkeypatch.setattr(jobs, "BATCH_BUDGET_SECONDS", -1.0)
+    assert jobs.process_deliveries(guids) == {"done": 1, "handed-back": 2}
+    assert handed == guids[1:]
+    assert [state(rt, g).state for g in guids[1:]] == ["queued", "queued"]

@@ -248,7 +248,7 @@ def test_production_mode_enqueues_an_rq_job(make_runtime) -> None:
     assert resp.status_code == 202
     assert rt.transport.depth() == 1
     job = rt.transport.queue.jobs[0]
-    assert job.func_name == "workers.jobs.process_delivery" and job.args == (resp.get_json()["delivery"],)
+    assert job.func_name == "workers.jobs.process_deliveries" and job.args == ([resp.get_json()["delivery"]],)
     with rt.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Delivery)).scalar() == 1
 
@@ -256,7 +256,7 @@ def test_production_mode_enqueues_an_rq_job(make_runtime) -> None:
 def test_web_processes_hand_over_to_rq_in_the_background(make_runtime) -> None:
     """Production web processes answer without waiting for Redis; the GUIDs reach RQ in batches."""
     from app import create_app
-    from slipway.transport import BackgroundEnqueuer
+    from slipway.transport import JOB_BATCH, BackgroundEnqueuer
     from workers.inbox import mark_unqueued
 
     rt = make_runtime("production")
@@ -265,7 +265,8 @@ def test_web_processes_hand_over_to_rq_in_the_background(make_runtime) -> None:
     poster = Deliveries(create_app(rt=rt).test_client())
     guids = [poster.post("ping", factories.ping(str(i))).get_json()["delivery"] for i in range(25)]
     assert rt.transport.flush()
-    assert sorted(j.args[0] for j in inner.queue.jobs) == sorted(guids)
+    assert sorted(g for j in inner.queue.jobs for g in j.args[0]) == sorted(guids)
+    assert all(len(j.args[0]) <= JOB_BATCH for j in inner.queue.jobs)
     drain(rt)
     assert {r.state for r in rows(rt)} == {"done"}
 

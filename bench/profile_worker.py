@@ -1,0 +1,115 @@
+"""Where a worker's time goes, in one process: N deliveries through `process_delivery` under cProfile.
+
+Production mode (a throwaway PostgreSQL database, a reserved Redis db), the fake GitHub in a process of its
+own (bench/common.py FakeGitHubProcess), the same deliveries as bench/worker.py. Prints deliveries/s,
+CPU ms per delivery, SQL statements and GitHub calls per delivery, and the top functions by own time.
+
+    .venv/bin/python bench/profile_worker.py --kind push -n 200 [--top 40] [--no-profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import hashlib
+import pstats
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Set up, warm up, then process the deliveries under the profiler."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kind", choices=["push", "deployment_status", "ping", "mix"], default="push")
+    p.add_argument("-n", type=int, default=200)
+    p.add_argument("--top", type=int, default=35)
+    p.add_argument("--no-profile", action="store_true")
+    args = p.parse_args(argv)
+
+    from slipway import runtime
+    from slipway.settings import load_settings
+
+    with common.Run("profile-worker", 600) as run:
+        db = common.Database(run)
+        space = common.RedisSpace(run)
+        repos = common.repo_names(20)
+        fake = common.FakeGitHubProcess(run, repos)  # its own process: its CPU is not counted here
+        pem = fake.pem_path.read_bytes()
+        from models.db import upgrade
+
+        upgrade(db.url.replace("postgresql://", "postgresql+psycopg://", 1))
+        settings = load_settings(_env_file=None, database_url=db.url, redis_url=space.url, webhook_secret="s",
+                                 app_id=common.APP_ID, private_key=pem.decode(), github_api_url=fake.url,
+                                 log_level="warning", log_format="text")
+        rt = runtime.build(settings)
+        runtime.install(rt)
+        run.on_close("runtime", rt.close)
+        from workers import jobs
+
+        gen = common.Deliveries("s", repos)
+        kinds = ["push", "deployment_status", "push", "deployment_status", "ping", "deployment_status"]
+
+        def make(n: int) -> list[str]:
+            out = []
+            for i in range(n):
+                kind = kinds[i % len(kinds)] if args.kind == "mix" else args.kind
+                d = getattr(gen, kind)()
+                _store(rt, d)
+                out.append(d.guid)
+            return out
+
+        for g in make(len(repos)):  # warm-up: configuration cached, token minted
+            jobs.process_delivery(g)
+        guids = make(args.n)
+        statements = Counter()
+        from sqlalchemy import event
+
+        @event.listens_for(rt.engine, "before_cursor_execute")
+        def _count(conn, cursor, statement, *a):  # noqa: ANN001, ANN202
+            statements[statement.split(None, 1)[0].upper()] += 1
+
+        fake.ask("reset_counts")
+        prof = cProfile.Profile(time.thread_time)  # CPU of the job thread, not waits
+        t0, c0 = time.perf_counter(), time.thread_time()
+        if not args.no_profile:
+            prof.enable()
+        states = Counter(jobs.process_delivery(g) for g in guids)
+        prof.disable()
+        wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        n = len(guids)
+        calls = sum(fake.stats()["counts"].values())
+        print(f"{n} {args.kind}: {n / wall:.1f}/s, wall {wall / n * 1000:.2f} ms, CPU (job thread) "
+              f"{cpu / n * 1000:.2f} ms per delivery; states {dict(states)}")
+        print(f"SQL per delivery: {sum(statements.values()) / n:.1f} {dict(statements)}")
+        print(f"GitHub calls per delivery: {calls / n:.1f}")
+        if not args.no_profile:
+            pstats.Stats(prof).sort_stats("tottime").print_stats(args.top)
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(args.top)
+    return 0
+
+
+def _store(rt, d) -> None:  # noqa: ANN001
+    """Store a delivery as the receiver does (state queued)."""
+    import json
+
+    from models.base import utcnow
+    from workers import inbox
+
+    doc = json.loads(d.body)
+    now = utcnow()
+    inbox.store(rt.engine, {"guid": d.guid, "event": d.event, "action": doc.get("action"),
+                            "installation_id": common.INSTALLATION_ID,
+                            "repository": (doc.get("repository") or {}).get("full_name"), "state": "queued",
+                            "received_at": now, "queued_at": now, "body_sha256": hashlib.sha256(d.body).hexdigest(),
+                            "body": d.body})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
