@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from app.sessions import LazyCookieSessions
 from slipway.runtime import Runtime, build
 from slipway.settings import API_BODY_LIMIT, Settings
 
@@ -17,6 +18,7 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -
     app.config.update(MAX_CONTENT_LENGTH=API_BODY_LIMIT, SECRET_KEY=rt.settings.session_secret,
                       SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.session_interface = LazyCookieSessions()
     app.extensions["slipway"] = rt
     errors.register(app)
     limits.init_app(app, rt)

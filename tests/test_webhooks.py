@@ -283,3 +283,34 @@ def test_background_hand_over_failure_leaves_rows_for_the_sweeper(make_runtime) 
     assert resp.status_code == 200
     assert rt.transport.flush()
     assert [r.state for r in rows(rt)] == ["received"]
+
+
+def test_a_pooled_connection_killed_while_idle_is_replaced_once(rt, deliveries: Deliveries) -> None:
+    """The database closed the pooled connection (a restart): the insert runs again on a fresh one, 202."""
+    if rt.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server to drop the connection")
+    import psycopg
+
+    assert deliveries.post("installation", factories.installation("created"), guid="g-idle-1").status_code == 202
+    url = rt.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as admin:  # not from the pool: it must not kill itself
+        killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname ="
+                               " current_database() AND pid <> pg_backend_pid() AND state = 'idle'").fetchone()[0]
+    assert killed >= 1
+    resp = deliveries.post("installation", factories.installation("created", installation_id=77), guid="g-idle-2")
+    assert resp.status_code == 202
+    assert [r.guid for r in rows(rt)] == ["g-idle-1", "g-idle-2"]
+
+
+def test_the_limiter_hook_and_the_cookie_session_stay_off_the_webhook(rt, client, deliveries: Deliveries) -> None:
+    """No Flask-Limiter before_request hook on the webhook and health routes; no session without a cookie."""
+    app = client.application
+    limiter = app.extensions["slipway.limits.limiter"]
+
+    def limiter_hooks(blueprint: str | None) -> list:
+        return [f for f in app.before_request_funcs.get(blueprint, []) if getattr(f, "__self__", None) is limiter]
+
+    assert limiter_hooks(None) == [] and limiter_hooks("webhooks") == [] and limiter_hooks("health") == []
+    assert limiter_hooks("deploy_api") != []
+    resp = deliveries.post("installation", factories.installation("created"), guid="g-nosession")
+    assert resp.status_code == 202 and "Set-Cookie" not in resp.headers and "Cookie" not in resp.headers.get("Vary", "")
