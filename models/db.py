@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -104,14 +105,35 @@ def _dialect_insert(conn: Any, model: Any) -> Any:
     return mod.insert(model)
 
 
+@functools.cache
+def _ignoring_insert(dialect: str, table: Any, returning: tuple[Any, ...]) -> Any:
+    """INSERT .. ON CONFLICT DO NOTHING RETURNING .., built once per table: the columns come from the
+    parameters at execution, and building a statement costs about as much as running a small one."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    mod = {"postgresql": postgresql, "sqlite": sqlite}[dialect]
+    return mod.insert(table).on_conflict_do_nothing().returning(*returning)
+
+
 def insert_ignore(conn: Any, model: Any, values: dict[str, Any], returning: Any = None) -> Any:
     """Insert unless any unique key already holds the row; returns the `returning` column or None."""
-    stmt = _dialect_insert(conn, model).values(**values).on_conflict_do_nothing()
+    table = model.__table__
     if returning is None:
         # rowcount is not reliable for INSERT .. ON CONFLICT through every driver; RETURNING is.
-        pk = list(model.__table__.primary_key.columns)[0]
-        return conn.execute(stmt.returning(pk)).first() is not None
-    return conn.execute(stmt.returning(returning)).scalar()
+        pk = list(table.primary_key.columns)[0]
+        return conn.execute(_ignoring_insert(conn.dialect.name, table, (pk,)), values).first() is not None
+    return conn.execute(_ignoring_insert(conn.dialect.name, table, (returning,)), values).scalar()
+
+
+def insert_or_get(conn: Any, model: Any, values: dict[str, Any], *where: Any) -> tuple[Any, bool]:
+    """The row inserted now (True), or the one already there that `where` finds (False)."""
+    from sqlalchemy import select
+
+    table = model.__table__
+    row = conn.execute(_ignoring_insert(conn.dialect.name, table, tuple(table.c)), values).first()
+    if row is not None:
+        return row, True
+    return conn.execute(select(*table.c).where(*where)).one(), False
 
 
 def upsert(conn: Any, model: Any, values: dict[str, Any], keys: list[str], update: list[str]) -> None:

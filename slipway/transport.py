@@ -185,8 +185,9 @@ class BackgroundEnqueuer:
     hand-over, or Redis refuses it, the row is left for the sweeper: nothing is lost, only delayed.
     """
 
-    def __init__(self, inner: RQTransport, on_failure: Callable[[list[str]], object], max_batch: int = 100) -> None:
-        self.inner, self._on_failure, self._max_batch = inner, on_failure, max_batch
+    def __init__(self, inner: RQTransport, on_failure: Callable[[list[str]], object], max_batch: int = 100,
+                 linger: float = 0.005) -> None:
+        self.inner, self._on_failure, self._max_batch, self._linger = inner, on_failure, max_batch, linger
         self._queue: queue.Queue[str] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -232,12 +233,17 @@ class BackgroundEnqueuer:
                 self._thread.start()
 
     def _run(self) -> None:
-        """Take what has arrived (up to max_batch) and enqueue it in one pipeline."""
+        """Take what arrives within `linger` of the first GUID (up to max_batch) and enqueue it in one pipeline.
+
+        Waiting a few milliseconds lets a burst share RQ jobs (JOB_BATCH GUIDs each), so RQ's per-job cost
+        is paid once per batch in this process and in the worker; a lone delivery waits at most `linger`.
+        """
         while True:
             batch = [self._queue.get()]
+            deadline = time.monotonic() + self._linger
             while len(batch) < self._max_batch:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
                     break
             try:

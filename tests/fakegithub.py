@@ -322,6 +322,9 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "GitHub.com"
     sys_version = ""
     timeout = 30  # idle keep-alive connections must not pin threads forever
+    # An answer's head and body go out in two writes; with Nagle on, a kept-alive connection then holds the
+    # body until the client's delayed ACK (~40 ms). GitHub has no such stall.
+    disable_nagle_algorithm = True
 
     def setup(self) -> None:
         """Track the connection so stop() can close it."""

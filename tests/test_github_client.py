@@ -64,9 +64,24 @@ def test_token_is_refreshed_before_it_expires(gh_rt, fake_github) -> None:
     repo(gh_rt).list_deployments()
     app = gh_rt.github()
     cached = app.tokens.get(factories.INSTALLATION_ID)
-    app.tokens.put(factories.INSTALLATION_ID, Token(cached.value, time.time() + 200))
+    ageing = Token(cached.value, time.time() + 200)
+    app.tokens.put(factories.INSTALLATION_ID, ageing)
+    app._memo[factories.INSTALLATION_ID] = ageing  # the process's own copy ages too
     repo(gh_rt).list_deployments()
     assert fake_github.token_mints[factories.INSTALLATION_ID] == 2
+
+
+def test_token_is_read_from_the_shared_cache_once_per_process(gh_rt, fake_github) -> None:
+    """Calls reuse this process's copy of the token and its kept-alive client; a minted one is shared."""
+    repo(gh_rt).list_deployments()
+    app = gh_rt.github()
+    shared = app.tokens
+    app.tokens = None  # any read of the shared cache would fail now
+    repo(gh_rt).list_deployments()
+    repo(gh_rt).list_deployments()
+    app.tokens = shared
+    assert fake_github.token_mints[factories.INSTALLATION_ID] == 1
+    assert shared.get(factories.INSTALLATION_ID).value == app.token(factories.INSTALLATION_ID)
 
 
 def test_token_revoked_early_is_replaced_once_without_failing_the_call(gh_rt, fake_github) -> None:
@@ -111,7 +126,8 @@ def test_deployment_is_created_once_with_explicit_gating_fields(gh_rt, fake_gith
     """auto_merge off, required_contexts empty, Slipway's key in the payload; a second call creates nothing."""
     first = ensure_deployment(gh_rt.engine, repo(gh_rt), planned(production=False))
     second = ensure_deployment(gh_rt.engine, repo(gh_rt), planned(production=False))
-    assert first == second
+    assert (first.id, first.github_id, first.created) == (second.id, second.github_id, True)
+    assert not second.created
     (create,) = fake_github.calls_to("POST", r"/deployments$")
     assert create.json == {"ref": SHA, "task": "deploy", "auto_merge": False, "required_contexts": [],
                            "payload": {"slipway": {"key": "k-1", "delivery": None, "version": None}},
@@ -133,7 +149,8 @@ def test_created_then_connection_dropped_makes_exactly_one_deployment(gh_rt, fak
     fake_github.fail("POST", r"/deployments$", drop=True)
     with pytest.raises(GitHubUnavailable):
         ensure_deployment(gh_rt.engine, repo(gh_rt), planned())
-    local_id, gh_id = ensure_deployment(gh_rt.engine, repo(gh_rt), planned())
+    local_id, gh_id, created = ensure_deployment(gh_rt.engine, repo(gh_rt), planned())
+    assert not created  # found by its key
     assert len(fake_github.deployments[factories.REPO]) == 1
     assert fake_github.deployments[factories.REPO][0]["id"] == gh_id
     assert len(fake_github.calls_to("POST", r"/deployments$")) == 1
@@ -141,7 +158,7 @@ def test_created_then_connection_dropped_makes_exactly_one_deployment(gh_rt, fak
 
 def test_status_is_posted_once_even_after_a_dropped_answer(gh_rt, fake_github) -> None:
     """A status whose answer was lost is found on retry; posting again later is a no-op."""
-    dep_id, gh_id = ensure_deployment(gh_rt.engine, repo(gh_rt), planned())
+    dep_id, gh_id, _ = ensure_deployment(gh_rt.engine, repo(gh_rt), planned())
     fake_github.fail("POST", r"/statuses$", drop=True)
     with pytest.raises(GitHubUnavailable):
         post_status(gh_rt.engine, repo(gh_rt), dep_id, gh_id, "queued", description="queued by Slipway")

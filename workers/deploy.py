@@ -8,14 +8,14 @@ posted at most once per (deployment, state); a retry looks for it on GitHub firs
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from models import Deployment, DeploymentStatus
 from models.base import utcnow
-from models.db import insert_ignore
+from models.db import insert_or_get
 from workers.github import Repo
 from workers.record import SLIPWAY_PAYLOAD, ensure_environment, parse_time, record_status, slipway_payload
 
@@ -43,26 +43,38 @@ class Planned:
     extra: dict[str, Any] | None = None
 
 
-def _local(engine: Engine, p: Planned, installation_id: int | None) -> Any:
-    """The local row for the key, created if new."""
+class Ensured(NamedTuple):
+    """A deployment that exists on GitHub: our id, GitHub's id, and whether this call created it there."""
+
+    id: int
+    github_id: int
+    created: bool
+
+
+def _local(engine: Engine, p: Planned, installation_id: int | None) -> tuple[Any, bool]:
+    """The local row for the key, created if new; True when it was created now."""
     with engine.begin() as conn:
-        insert_ignore(conn, Deployment, {
+        row, new = insert_or_get(conn, Deployment, {
             "key": p.key, "repository": p.repository, "environment": p.environment, "sha": p.sha, "ref": p.ref,
             "version": p.version, "task": p.task, "status": "pending", "source": p.source,
             "description": p.description, "transient": p.kind in TRANSIENT_KINDS, "production": p.production,
             "environment_url": p.environment_url, "installation_id": installation_id,
-            "delivery_guid": p.delivery_guid, "extra": p.extra, "created_at": utcnow(), "updated_at": utcnow()})
+            "delivery_guid": p.delivery_guid, "extra": p.extra, "created_at": utcnow(), "updated_at": utcnow()},
+            Deployment.key == p.key)
         ensure_environment(conn, p.repository, p.environment, p.kind)
-        return conn.execute(select(Deployment).where(Deployment.key == p.key)).one()
+        return row, new
 
 
-def ensure_deployment(engine: Engine, repo: Repo, p: Planned) -> tuple[int, int]:
-    """(our id, GitHub's id) of the deployment for `p.key`, creating it on GitHub only if it is not there."""
-    row = _local(engine, p, repo.installation_id)
+def ensure_deployment(engine: Engine, repo: Repo, p: Planned) -> Ensured:
+    """The deployment for `p.key` on GitHub, created there only if it is not there yet."""
+    row, new = _local(engine, p, repo.installation_id)
     if row.github_deployment_id:
-        return row.id, row.github_deployment_id
-    found = next((d for d in repo.list_deployments(sha=p.sha, environment=p.environment)
-                  if slipway_payload(d).get("key") == p.key), None)
+        return Ensured(row.id, row.github_deployment_id, False)
+    # The local row is written before GitHub is called: when it is new, no earlier attempt can have created
+    # the deployment, so only a retry has to look for it.
+    found = None if new else next((d for d in repo.list_deployments(sha=p.sha, environment=p.environment)
+                                   if slipway_payload(d).get("key") == p.key), None)
+    created = found is None
     if found is None:
         payload = {SLIPWAY_PAYLOAD: {"key": p.key, "delivery": p.delivery_guid, "version": p.version}}
         found = repo.create_deployment(ref=p.sha or p.ref, environment=p.environment, payload=payload,
@@ -72,25 +84,28 @@ def ensure_deployment(engine: Engine, repo: Repo, p: Planned) -> tuple[int, int]
         conn.execute(update(Deployment).where(Deployment.id == row.id, Deployment.github_deployment_id.is_(None))
                      .values(github_deployment_id=int(found["id"]), created_at=parse_time(found.get("created_at"))
                              or row.created_at, updated_at=utcnow()))
-    return row.id, int(found["id"])
+    return Ensured(row.id, int(found["id"]), created)
 
 
 def post_status(engine: Engine, repo: Repo, deployment_id: int, github_deployment_id: int, state: str, *,
                 description: str = "", environment_url: str | None = None, log_url: str | None = None,
                 auto_inactive: bool | None = None, delivery_guid: str | None = None,
-                mirror_of: int | None = None) -> bool:
+                mirror_of: int | None = None, new_deployment: bool = False, key: str | None = None) -> bool:
     """Post `state` on the deployment unless Slipway already did; True if posted now.
 
     `mirror_of` names a status already in the record (reported by a CI through the deploy webhook): the
-    GitHub status is then linked to it instead of being recorded a second time.
+    GitHub status is then linked to it instead of being recorded a second time. `new_deployment` says this
+    job created the GitHub deployment, so it has no statuses on GitHub but the ones recorded here. `key` is
+    the deployment's idempotency key when the caller knows it.
     """
-    dep_key = _key_of(engine, deployment_id)
-    key = f"{dep_key}/{state}"
-    with engine.connect() as conn:
-        if conn.execute(select(DeploymentStatus.id).where(DeploymentStatus.key == key)).first():
-            return False
-    existing = next((s for s in repo.list_deployment_statuses(github_deployment_id)
-                     if s.get("state") == state and (s.get("description") or "") == description[:140]), None)
+    key = f"{key or _key_of(engine, deployment_id)}/{state}"
+    if not new_deployment:
+        with engine.connect() as conn:
+            if conn.execute(select(DeploymentStatus.id).where(DeploymentStatus.key == key)).first():
+                return False
+    existing = None if new_deployment else next(
+        (s for s in repo.list_deployment_statuses(github_deployment_id)
+         if s.get("state") == state and (s.get("description") or "") == description[:140]), None)
     posted = existing or repo.create_deployment_status(
         github_deployment_id, state=state, description=description, environment_url=environment_url,
         log_url=log_url, auto_inactive=auto_inactive)

@@ -188,14 +188,34 @@ class GitHubApp:
         self._on_response = on_response
         self._app_client: Any = None
         self._ssl: Any = None
+        self._transport: Any = None
+        self._memo: dict[int, Token] = {}          # this process's copy of each installation's token
+        self._clients: dict[int, tuple[str, Any]] = {}  # installation -> (token, its githubkit client)
+        self._guard = threading.Lock()
 
     def _client(self, auth: Any) -> Any:
-        """A githubkit client: our timeout, no in-process retries or sleeps, no HTTP cache."""
+        """A githubkit client: our timeout, no in-process retries or sleeps, no HTTP cache, pooled connections."""
         from githubkit import GitHub
 
         hooks = {"response": [self._on_response]} if self._on_response else None
         return GitHub(auth, base_url=self.base_url, timeout=self.timeout, auto_retry=False, http_cache=False,
-                      user_agent="Slipway", event_hooks=hooks, ssl_verify=self._ssl_context())
+                      user_agent="Slipway", event_hooks=hooks, ssl_verify=self._ssl_context(),
+                      transport=self._shared_transport(), trust_env=False)
+
+    def _shared_transport(self) -> Any:
+        """One connection pool per process: githubkit builds an httpx client per call, and without a shared
+        transport each call opened (and TLS-handshook) a new connection. Proxies from the environment are
+        read once here, since the per-call clients no longer look at the environment."""
+        if self._transport is None:
+            import urllib.request
+
+            import httpx
+
+            scheme = self.base_url.split("://", 1)[0]
+            host = self.base_url.split("://", 1)[-1].split("/", 1)[0]
+            proxy = None if urllib.request.proxy_bypass(host) else urllib.request.getproxies().get(scheme)
+            self._transport = _KeptOpen(httpx.HTTPTransport(verify=self._ssl_context(), proxy=proxy or None))
+        return self._transport
 
     def _ssl_context(self) -> Any:
         """One TLS context per process: building one loads the whole CA bundle (~30 ms of CPU per client)."""
@@ -216,9 +236,13 @@ class GitHubApp:
         return self._app_client
 
     def token(self, installation_id: int) -> str:
-        """A fresh installation token: cached, else minted by exactly one process at a time."""
+        """A fresh installation token: this process's copy, the shared cache, else minted by one process."""
+        memo = self._memo.get(installation_id)
+        if memo and memo.fresh():
+            return memo.value
         cached = self.tokens.get(installation_id)
         if cached and cached.fresh():
+            self._memo[installation_id] = cached
             return cached.value
         with self.tokens.minting(installation_id):
             cached = self.tokens.get(installation_id)  # another process may have minted meanwhile
@@ -226,7 +250,27 @@ class GitHubApp:
                 return cached.value
             token = self._mint(installation_id)
             self.tokens.put(installation_id, token)
+            self._memo[installation_id] = token
             return token.value
+
+    def forget(self, installation_id: int, value: str) -> None:
+        """GitHub refused this token: drop it here and in the shared cache (only if it is still that one)."""
+        memo = self._memo.get(installation_id)
+        if memo is not None and memo.value == value:
+            self._memo.pop(installation_id, None)
+        self.tokens.drop(installation_id, value)
+
+    def installation_client(self, installation_id: int, token: str) -> Any:
+        """The githubkit client for this token, kept while the token is (clients are stateless: shareable)."""
+        from githubkit import TokenAuthStrategy
+
+        kept = self._clients.get(installation_id)
+        if kept is not None and kept[0] == token:
+            return kept[1]
+        client = self._client(TokenAuthStrategy(token))
+        with self._guard:
+            self._clients[installation_id] = (token, client)
+        return client
 
     def _mint(self, installation_id: int) -> Token:
         """POST /app/installations/{id}/access_tokens."""
@@ -244,17 +288,16 @@ class GitHubApp:
 
     def call(self, installation_id: int, fn: Callable[[Any], T]) -> T:
         """Run fn(client) with an installation client; a 401 (token revoked early) gets one fresh token."""
-        from githubkit import TokenAuthStrategy
         from githubkit.exception import RequestFailed
 
         for attempt in (1, 2):
             token = self.token(installation_id)
-            client = self._client(TokenAuthStrategy(token))
+            client = self.installation_client(installation_id, token)
             try:
                 return fn(client)
             except RequestFailed as exc:
                 if exc.response.status_code == 401 and attempt == 1:
-                    self.tokens.drop(installation_id, token)
+                    self.forget(installation_id, token)
                     continue
                 raise classify(exc) from None
             except Exception as exc:  # noqa: BLE001
@@ -272,6 +315,26 @@ class GitHubApp:
         """Calls on one repository through one installation."""
         owner, _, name = full_name.partition("/")
         return Repo(self, installation_id, owner, name)
+
+
+class _KeptOpen:
+    """An httpx transport that the per-call clients share: closing a client must not close the pool."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: Any) -> Any:
+        """Send through the shared pool."""
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        """Kept open: the pool lives as long as the process."""
+
+    def __enter__(self) -> _KeptOpen:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Kept open (see close)."""
 
 
 @dataclass

@@ -17,7 +17,7 @@ from sqlalchemy import and_, exists, select, update
 from models import Candidate as CandidateRow
 from models import Decision, Deployment, Environment
 from models.base import utcnow
-from models.db import insert_ignore
+from models.db import insert_or_get
 from models.gitops import OPEN
 from slipway.runtime import Runtime
 from workers import provisioners
@@ -51,17 +51,16 @@ def propose(rt: Runtime, repo: Repo, cfg: RepoConfig, cand: Candidate, t: Target
     key = f"{t.repository}|{cand.environment}|{t.sha}|{cand.trigger}{key_suffix}"[:300]
     now = utcnow()
     with rt.engine.begin() as conn:
-        insert_ignore(conn, CandidateRow, {
+        row, _ = insert_or_get(conn, CandidateRow, {
             "key": key, "repository": t.repository, "environment": cand.environment, "kind": t.kind,
             "trigger": cand.trigger, "sha": t.sha, "ref": t.ref, "version": t.version,
             "required_checks": list(cand.required_checks), "ordinal": t.ordinal, "state": "waiting",
             "reason": cand.reason, "environment_url": cand.url, "pr_number": t.pr_number,
             "production": cand.environment == "production", "installation_id": t.installation_id,
             "delivery_guid": t.delivery_guid, "extra": {"freeze": [w.text for w in cand.freeze]},
-            "created_at": now, "updated_at": now})
-        row = conn.execute(select(CandidateRow).where(CandidateRow.key == key)).one()
+            "created_at": now, "updated_at": now}, CandidateRow.key == key)
     _supersede_older(rt, repo, row)
-    return evaluate(rt, repo, cfg, row.id, t.delivery_guid)
+    return evaluate(rt, repo, cfg, row.id, t.delivery_guid, row=row)
 
 
 def _supersede_older(rt: Runtime, repo: Repo, row: Any) -> None:
@@ -75,19 +74,26 @@ def _supersede_older(rt: Runtime, repo: Repo, row: Any) -> None:
         _apply(rt, repo, old, verdict, row.delivery_guid)
 
 
-def evaluate(rt: Runtime, repo: Repo, cfg: RepoConfig | None, candidate_id: int, delivery_guid: str | None) -> str:
-    """Decide an open candidate from GitHub's current checks, then record and apply the verdict."""
+def evaluate(rt: Runtime, repo: Repo, cfg: RepoConfig | None, candidate_id: int, delivery_guid: str | None,
+             row: Any = None) -> str:
+    """Decide an open candidate from GitHub's current checks, then record and apply the verdict.
+
+    `row` is the candidate as this job has just read it (propose), saving a read.
+    """
     with rt.engine.connect() as conn:
-        row = conn.execute(select(CandidateRow).where(CandidateRow.id == candidate_id)).one()
+        if row is None:
+            row = conn.execute(select(CandidateRow).where(CandidateRow.id == candidate_id)).one()
         if row.state not in OPEN:
             return row.state
-        newer = conn.execute(select(exists().where(
+        newer_q = exists().where(
             CandidateRow.repository == row.repository, CandidateRow.environment == row.environment,
-            CandidateRow.ordinal > row.ordinal, CandidateRow.state.in_(("waiting", "blocked", "deployed"))))).scalar()
-        # A rollback redeploys a commit the record still shows as current: the failed deploy may have broken it.
-        deployed = row.trigger != "rollback" and conn.execute(select(exists().where(
+            CandidateRow.ordinal > row.ordinal, CandidateRow.state.in_(("waiting", "blocked", "deployed")))
+        deployed_q = exists().where(
             Environment.repository == row.repository, Environment.name == row.environment,
-            Environment.sha == row.sha, Environment.status == "success"))).scalar()
+            Environment.sha == row.sha, Environment.status == "success")
+        newer, deployed = conn.execute(select(newer_q, deployed_q)).one()
+        # A rollback redeploys a commit the record still shows as current: the failed deploy may have broken it.
+        deployed = deployed and row.trigger != "rollback"
     gate = evaluate_gate(gather_checks(repo, row.sha) if row.required_checks else [], row.required_checks or [])
     frozen = freeze_until((row.extra or {}).get("freeze") or [], utcnow())
     cand = Candidate(row.environment, row.reason or "", row.trigger, tuple(row.required_checks or ()))
@@ -152,12 +158,12 @@ def deploy(rt: Runtime, repo: Repo, row: Any, cfg: RepoConfig | None, delivery_g
                       kind=row.kind, ref=row.ref or row.sha, sha=row.sha, version=row.version,
                       description=f"Slipway: {row.reason or 'deploy'}"[:140], delivery_guid=delivery_guid,
                       production=row.production, environment_url=row.environment_url)
-    dep_id, gh_id = ensure_deployment(rt.engine, repo, planned)
+    dep_id, gh_id, created = ensure_deployment(rt.engine, repo, planned)
     with rt.engine.begin() as conn:
         conn.execute(update(CandidateRow).where(CandidateRow.id == row.id).values(deployment_id=dep_id))
     post_status(rt.engine, repo, dep_id, gh_id, "queued", description="queued by Slipway",
                 environment_url=row.environment_url, delivery_guid=delivery_guid,
-                auto_inactive=None if row.kind == "static" else False)
+                auto_inactive=None if row.kind == "static" else False, new_deployment=created, key=planned.key)
     provisioners.deploy(rt, repo, cfg, row, dep_id, gh_id, delivery_guid)
     return dep_id
 

@@ -5,10 +5,12 @@ Every transition is one conditional UPDATE, so concurrent workers and sweepers n
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.engine import Engine
 
 from models import Delivery
@@ -32,35 +34,51 @@ class Claim:
     body: bytes
 
 
+@functools.cache
+def _claim_statement() -> Any:
+    """The claim UPDATE, built once: every delivery runs it, and building a statement costs as much as running it."""
+    t = Delivery.__table__.c
+    now = bindparam("now", type_=t.started_at.type)
+    due = and_(t.state.in_(("received", "queued")), or_(t.next_attempt_at.is_(None), t.next_attempt_at <= now))
+    crashed = and_(t.state == "processing", t.lease_until < now)
+    return (update(Delivery.__table__).where(t.guid == bindparam("b_guid"), or_(due, crashed))
+            .values(state="processing", attempts=t.attempts + 1, started_at=now,
+                    lease_until=bindparam("b_lease_until", type_=t.lease_until.type))
+            .returning(t.id, t.guid, t.event, t.action, t.installation_id, t.repository, t.attempts, t.body))
+
+
 def claim(engine: Engine, guid: str, lease_seconds: int) -> Claim | None:
     """Take a due delivery (or one whose worker died) for processing; None if another has it or it is done."""
     now = utcnow()
-    due = and_(Delivery.state.in_(("received", "queued")),
-               or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now))
-    crashed = and_(Delivery.state == "processing", Delivery.lease_until < now)
-    stmt = (
-        update(Delivery)
-        .where(Delivery.guid == guid, or_(due, crashed))
-        .values(state="processing", attempts=Delivery.attempts + 1, started_at=now,
-                lease_until=now + timedelta(seconds=lease_seconds))
-        .returning(Delivery.id, Delivery.guid, Delivery.event, Delivery.action, Delivery.installation_id,
-                   Delivery.repository, Delivery.attempts, Delivery.body)
-    )
     with engine.begin() as conn:
-        row = conn.execute(stmt).first()
+        row = conn.execute(_claim_statement(), {"b_guid": guid, "now": now,
+                                                "b_lease_until": now + timedelta(seconds=lease_seconds)}).first()
     return Claim(*row) if row else None
+
+
+@functools.cache
+def _finish_statement(failed: bool) -> Any:
+    """The terminal-state UPDATE, fenced on the attempt, built once (see _claim_statement).
+
+    A failure keeps the note an earlier attempt left; its reason goes to `error`.
+    """
+    t = Delivery.__table__.c
+    values = {"state": bindparam("b_state"), "finished_at": bindparam("b_finished_at", type_=t.finished_at.type),
+              "lease_until": None, "next_attempt_at": None, "error": bindparam("b_error")}
+    if not failed:
+        values["note"] = bindparam("b_note")
+    return (update(Delivery.__table__)
+            .where(t.id == bindparam("cid"), t.state == "processing", t.attempts == bindparam("cattempts"))
+            .values(**values))
 
 
 def finish(engine: Engine, c: Claim, state: str, note: str | None = None) -> bool:
     """Record a terminal state; fenced on the attempt so a stale worker cannot overwrite a newer one."""
-    values = {"error": note} if state == "failed" else {"note": note, "error": None}
-    stmt = (
-        update(Delivery)
-        .where(Delivery.id == c.id, Delivery.state == "processing", Delivery.attempts == c.attempts)
-        .values(state=state, finished_at=utcnow(), lease_until=None, next_attempt_at=None, **values)
-    )
+    failed = state == "failed"
+    params = {"cid": c.id, "cattempts": c.attempts, "b_state": state, "b_finished_at": utcnow(),
+              "b_error": note if failed else None, "b_note": note}
     with engine.begin() as conn:
-        return conn.execute(stmt).rowcount == 1
+        return conn.execute(_finish_statement(failed), params).rowcount == 1
 
 
 def retry_later(engine: Engine, c: Claim, after: float | None, error: str, max_attempts: int) -> str:

@@ -6,11 +6,13 @@ of one deployment serialise, and the derived state is always computed from the c
 
 from __future__ import annotations
 
+import functools
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from models import Deployment, DeploymentStatus, Environment
@@ -90,35 +92,35 @@ def record_status(conn: Connection, deployment_id: int, *, state: str, created_a
                   environment_url: str | None = None, log_url: str | None = None, source: str = "github",
                   delivery_guid: str | None = None, key: str | None = None) -> bool:
     """Store one status (once per GitHub id or key) and refresh the derived states; True if it was new."""
-    lock_deployment(conn, deployment_id)
+    dep = lock_deployment(conn, deployment_id)
     values = {"deployment_id": deployment_id, "state": state, "created_at": created_at or utcnow(),
               "github_status_id": github_status_id, "description": description, "environment_url": environment_url,
               "log_url": log_url, "source": source, "delivery_guid": delivery_guid, "key": key, "recorded_at": utcnow()}
     new = insert_ignore(conn, DeploymentStatus, values)
     if new:
-        refresh_deployment(conn, deployment_id)
+        refresh_deployment(conn, deployment_id, locked=dep)
     return bool(new)
 
 
 def lock_deployment(conn: Connection, deployment_id: int) -> Any:
     """Lock the deployment row for this transaction (PostgreSQL; SQLite serialises writers anyway)."""
-    return conn.execute(select(Deployment).where(Deployment.id == deployment_id).with_for_update()).one()
+    return conn.execute(_statements().lock_deployment, {"b_id": deployment_id}).one()
 
 
 def status_facts(conn: Connection, deployment_id: int) -> list[StatusFact]:
     """Every recorded status of a deployment."""
-    rows = conn.execute(select(DeploymentStatus).where(DeploymentStatus.deployment_id == deployment_id))
+    rows = conn.execute(_statements().statuses, {"b_id": deployment_id})
     return [StatusFact(r.state, r.created_at, r.github_status_id, r.id, r.environment_url, r.log_url) for r in rows]
 
 
-def refresh_deployment(conn: Connection, deployment_id: int) -> None:
-    """Recompute the deployment's latest status and URLs, then its environment."""
-    dep = lock_deployment(conn, deployment_id)
+def refresh_deployment(conn: Connection, deployment_id: int, locked: Any = None) -> None:
+    """Recompute the deployment's latest status and URLs, then its environment (`locked`: the row, if locked)."""
+    dep = locked if locked is not None else lock_deployment(conn, deployment_id)
     view = deployment_view(status_facts(conn, deployment_id))
-    conn.execute(update(Deployment).where(Deployment.id == deployment_id).values(
-        status=view.status, status_at=view.status_at, deployed_at=view.deployed_at,
-        environment_url=view.environment_url or dep.environment_url, log_url=view.log_url or dep.log_url,
-        updated_at=utcnow()))
+    conn.execute(_statements().update_deployment, {
+        "b_id": deployment_id, "b_status": view.status, "b_status_at": view.status_at,
+        "b_deployed_at": view.deployed_at, "b_environment_url": view.environment_url or dep.environment_url,
+        "b_log_url": view.log_url or dep.log_url, "b_updated_at": utcnow()})
     refresh_environment(conn, dep.repository or dep.service or "", dep.environment)
 
 
@@ -129,16 +131,66 @@ def ensure_environment(conn: Connection, repository: str, name: str, kind: str =
 
 
 def refresh_environment(conn: Connection, repository: str, name: str) -> None:
-    """Recompute what runs in the environment from all its deployments."""
-    ensure_environment(conn, repository, name)
-    conn.execute(select(Environment.id).where(Environment.repository == repository, Environment.name == name)
-                 .with_for_update())
-    target = (Deployment.repository == repository) if "/" in repository else (Deployment.service == repository)
-    rows = conn.execute(select(Deployment.id, Deployment.created_at, Deployment.status, Deployment.status_at,
-                               Deployment.sha, Deployment.version, Deployment.environment_url,
-                               Deployment.github_deployment_id)
-                        .where(target, Deployment.environment == name))
-    view = environment_view([DeploymentFact(*r) for r in rows])
-    conn.execute(update(Environment).where(Environment.repository == repository, Environment.name == name).values(
-        state=view.state, deployment_id=view.deployment_id, status=view.status, sha=view.sha, version=view.version,
-        url=view.url, since=view.since, updated_at=utcnow()))
+    """Recompute what runs in the environment from the deployments that decide it."""
+    q = _statements()
+    where = {"b_repository": repository, "b_name": name}
+    if conn.execute(q.lock_environment, where).first() is None:
+        ensure_environment(conn, repository, name)
+        conn.execute(q.lock_environment, where)
+    deciding = q.deciding_by_repository if "/" in repository else q.deciding_by_service
+    view = environment_view([DeploymentFact(*r) for r in conn.execute(deciding, where)])
+    conn.execute(q.update_environment, {
+        **where, "b_state": view.state, "b_deployment_id": view.deployment_id, "b_status": view.status,
+        "b_sha": view.sha, "b_version": view.version, "b_url": view.url, "b_since": view.since,
+        "b_updated_at": utcnow()})
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The record's statements, built once per process: each status runs all of them, and building a
+    statement costs about as much as running a small one. Parameters are named b_<column>."""
+
+    lock_deployment: Any
+    statuses: Any
+    update_deployment: Any
+    lock_environment: Any
+    deciding_by_repository: Any
+    deciding_by_service: Any
+    update_environment: Any
+
+
+@functools.cache
+def _statements() -> _Statements:
+    """Build the record's statements (first use in this process)."""
+    d, s, e = Deployment.__table__.c, DeploymentStatus.__table__.c, Environment.__table__.c
+    env_where = (e.repository == bindparam("b_repository"), e.name == bindparam("b_name"))
+    return _Statements(
+        lock_deployment=select(Deployment.__table__).where(d.id == bindparam("b_id")).with_for_update(),
+        statuses=select(DeploymentStatus.__table__).where(s.deployment_id == bindparam("b_id")),
+        update_deployment=update(Deployment.__table__).where(d.id == bindparam("b_id")).values(
+            {c: bindparam(f"b_{c}", type_=d[c].type) for c in
+             ("status", "status_at", "deployed_at", "environment_url", "log_url", "updated_at")}),
+        lock_environment=select(e.id).where(*env_where).with_for_update(),
+        deciding_by_repository=_deciding(d.repository),
+        deciding_by_service=_deciding(d.service),
+        update_environment=update(Environment.__table__).where(*env_where).values(
+            {c: bindparam(f"b_{c}", type_=e[c].type) for c in
+             ("state", "deployment_id", "status", "sha", "version", "url", "since", "updated_at")}),
+    )
+
+
+def _deciding(target: Any) -> Any:
+    """The deployments environment_view needs, not the whole history: the newest one, the most recently
+    successful one, and any one that is not inactive (so 'destroyed' is judged right). environment_view
+    gives the same answer on these as on all of them, while the cost no longer grows with the history."""
+    from sqlalchemy import func, union_all
+
+    d = Deployment.__table__.c
+    cols = (d.id, d.created_at, d.status, d.status_at, d.sha, d.version, d.environment_url, d.github_deployment_id)
+    gh = func.coalesce(d.github_deployment_id, 0)
+    base = select(*cols).where(target == bindparam("b_repository"), d.environment == bindparam("b_name"))
+    newest = base.order_by(d.created_at.desc(), gh.desc(), d.id.desc()).limit(1)
+    live = (base.where(d.status == "success")
+            .order_by(func.coalesce(d.status_at, d.created_at).desc(), gh.desc(), d.id.desc()).limit(1))
+    not_inactive = base.where(d.status != "inactive").limit(1)
+    return union_all(*(q.subquery().select() for q in (newest, live, not_inactive)))

@@ -57,7 +57,7 @@ def on_mirror(event: Event) -> Outcome:
         return Outcome.ignored(f"deployment {dep_id} has no sha or branch to deploy")
     with _one_at_a_time(event, dep_id):
         repo = event.rt.github().repo(installation_id, row.repository)
-        _, gh_id = ensure_deployment(engine, repo, _planned(row, sha, ref, event.guid))
+        _, gh_id, _created = ensure_deployment(engine, repo, _planned(row, sha, ref, event.guid))
         posted = _post_statuses(engine, repo, row, gh_id)
     return Outcome("done", f"deployment {dep_id} mirrored as GitHub deployment {gh_id}; {posted} status(es) posted")
 
