@@ -1,28 +1,30 @@
-"""Ingest benchmark: Slipway in production mode beside a bare signature-checking Flask receiver.
+"""Ingest benchmark: Slipway in production mode beside a bare signature-checking Flask receiver and Probot.
 
-    .venv/bin/python bench/ingest.py            (also: make bench-ingest)
+    .venv/bin/python bench/ingest.py            (also: make bench-ingest; --what-if adds synchronous_commit=off)
 
-What it does, all on 127.0.0.1 and bounded in time (about 1.5 minutes with the defaults, never more than
-its time budget, about 3 minutes):
-1. Creates a PostgreSQL database `slipway_bench_<random>` (admin connection: SLIPWAY_BENCH_PG_ADMIN, default
-   postgresql+psycopg://postgres@127.0.0.1:5432/test), runs `slipway db upgrade` on it, picks an empty Redis
-   database index on 127.0.0.1:6379 (flushed before and after).
-2. Starts `slipway serve` (gunicorn, WEB_CONCURRENCY sync workers) and `bench/bare_receiver.py` under gunicorn
-   with the same worker count and class, each on a free port, and checks both: signed -> 202, bad
-   signature -> 401 (Slipway also: same GUID again -> 200 duplicate, same body under a new GUID -> 200 replay).
+What it does, all on 127.0.0.1 and bounded in time (about 3 minutes with the defaults, never more than its
+time budget):
+1. `npm install probot` into a temporary folder (removed at the end) with a do-nothing Probot app; creates a
+   PostgreSQL database `slipway_bench_<random>` (bench/common.py Database; admin connection
+   SLIPWAY_BENCH_PG_ADMIN), runs `slipway db upgrade` on it and reserves a Redis database index the way the
+   test suite does (bench/common.py RedisSpace: `slipway-test:db:<n>` in db 0), flushed before and after.
+2. Starts `slipway serve` (granian, WEB_CONCURRENCY workers), `bench/bare_receiver.py` under granian with the
+   same options, and `probot run`, each on a free port, and checks them: signed -> 202 (Probot 200), bad
+   signature -> 401 (Probot 4xx); Slipway also: same GUID again -> 200 duplicate, same body under a new
+   GUID -> 200 replay.
 3. (a) Maximum throughput: wrk (if installed; else a Python closed-loop generator) with N connections:
-   a warm-up per receiver, then --rounds slices alternating bare, Slipway, bare, ... (so that load from
-   outside the benchmark falls on both alike), pooled. Every request has its own GUID and its own body
+   a warm-up per receiver, then --rounds slices alternating bare, Probot, Slipway, bare, ... (so that load
+   from outside the benchmark falls on all alike), pooled. Every request has its own GUID and its own body
    (a sequence number at the end of a ~25 KB pull_request.opened payload), signed.
-   (b) Latency at the target load: half of the bare receiver's measured rate, paced open-loop by a Python
-   generator (latency counted from each request's scheduled send time), against both receivers.
+   (b) Latency at the target loads, paced open-loop by a Python generator (latency counted from each
+   request's scheduled send time): bare and Slipway at half the bare rate, Probot and Slipway at Probot's.
 4. After each Slipway run, counts the rows of the `delivery` table: every 202 must be a stored row.
 5. Writes the section "Ingest" of docs/benchmarks.md (other sections are kept; so is the notes block
    between `<!-- ingest-notes -->` and `<!-- /ingest-notes -->`), unless --no-write.
-6. Stops every server it started by PID (also on error and Ctrl-C), drops the database, flushes Redis.
+6. Stops every server it started by PID (also on error and Ctrl-C), drops the database, releases Redis.
 
 With --profile (or by default when the target is missed and py-spy is installed) it samples Slipway's
-workers with py-spy during an extra short run and reports where their CPU time goes.
+workers with py-spy during an extra short run and reports where their Python time goes.
 """
 
 from __future__ import annotations
@@ -33,12 +35,10 @@ import contextlib
 import datetime as dt
 import errno
 import http.client
-import importlib.metadata as md
 import json
 import os
 import platform
 import re
-import resource
 import secrets
 import selectors
 import shlex
@@ -52,7 +52,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -60,311 +59,99 @@ sys.path.insert(0, str(HERE))
 
 from payload import Signer  # noqa: E402
 
-BIN = Path(sys.executable).parent
-DOC = ROOT / "docs" / "benchmarks.md"
-RESULTS = HERE / "results"
-ENDPOINT = "/api/github/webhooks"
+import common  # noqa: E402
+from common import BenchError, CpuMeter, Database, Proc, RedisSpace, Run, descendants, log  # noqa: E402
+
+BIN = common.BIN
+DOC = common.DOC
+ENDPOINT = common.ENDPOINT
 WARMUP_S = 2
 PACED_WARMUP_S = 1
 POOL_RATE = 8000          # signatures precomputed per second of a wrk run against Slipway (far above its rate)
 TARGET_RATIO = 0.5
+TARGET_PROBOT_RATIO = 1.0
 TARGET_P99_MS = 50.0
-PG_ADMIN = os.environ.get("SLIPWAY_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REDIS_BASE = os.environ.get("SLIPWAY_BENCH_REDIS", "redis://127.0.0.1:6379")
+PROBOT_VERSION = "13"      # npm install probot@<this> into a temporary folder, never committed
 NOTES_START, NOTES_END = "<!-- ingest-notes -->", "<!-- /ingest-notes -->"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+PROBOT_APP = "// A Probot app that does nothing: the benchmark measures Probot's receiver.\n" \
+             "module.exports = (app) => { app.on(\"pull_request.opened\", async () => {}); };\n"
 
 
-class BenchError(RuntimeError):
-    """A check failed or something could not be set up."""
-
-
-class TimeBudgetExceeded(BenchError):
-    """The whole run took longer than its budget."""
-
-
-def log(msg: str) -> None:
-    print(f"[ingest {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-# --------------------------------------------------------------------------- process and CPU accounting
-
-
-# Shared with the other benchmarks (bench/common.py); the underscore names are kept for this file's callers.
-from common import all_pids as _all_pids  # noqa: E402
-from common import descendants  # noqa: E402,F401
-from common import proc_stat as _proc_stat  # noqa: E402,F401
-
-
-def _ticks_by_comm(prefixes: tuple[str, ...], keep: Any = None) -> dict[int, int]:
-    out = {}
-    for pid in _all_pids():
-        st = _proc_stat(pid)
-        if st and st[0].startswith(prefixes) and (keep is None or keep(pid)):
-            out[pid] = st[3]
-    return out
-
-
-def _ours_or_shared(db_name: str | None) -> Any:
-    """PostgreSQL processes that count for the benchmark: our database's backends and the server's own
-    processes (postmaster, WAL writer, checkpointer, ...), not other clients' backends."""
-    def keep(pid: int) -> bool:
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            return False
-        client = "(" in cmd and ("127.0.0.1(" in cmd or "[local]" in cmd or "::1(" in cmd)
-        return not client or (db_name is not None and f" {db_name} " in cmd)
-    return keep
-
-
-def _machine_jiffies() -> tuple[int, int]:
-    """(total, idle+iowait) jiffies of the whole machine."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(fields[:8]), fields[3] + fields[4]
-
-
-class CpuMeter:
-    """CPU used during a run by the server's process tree, PostgreSQL, Redis and the load generator."""
-
-    def __init__(self, server_pid: int | None, db_name: str | None = None) -> None:
-        self.server_pids = descendants(server_pid) if server_pid else []
-        self.pg_keep = _ours_or_shared(db_name)
-
-    def _snap(self) -> dict[str, Any]:
-        return {
-            "t": time.monotonic(),
-            "server": {p: st[3] for p in self.server_pids if (st := _proc_stat(p))},
-            "pg": _ticks_by_comm(("postgres",), self.pg_keep),
-            "redis": _ticks_by_comm(("redis-server",)),
-            "self": resource.getrusage(resource.RUSAGE_SELF),
-            "children": resource.getrusage(resource.RUSAGE_CHILDREN),
-            "machine": _machine_jiffies(),
-        }
-
-    def __enter__(self) -> CpuMeter:
-        self.start = self._snap()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.end = self._snap()
-
-    def percent(self) -> dict[str, float]:
-        """% of one core for each group over the run; 'busy' and 'other' in % of the whole machine."""
-        a, b = self.start, self.end
-        secs = b["t"] - a["t"]
-
-        def delta(group: str) -> float:
-            # pids that appeared during the run count in full, pids that vanished are lost (rare here)
-            ticks = sum(v - a[group].get(p, 0) for p, v in b[group].items())
-            return ticks / CLK_TCK / secs * 100
-
-        def rus(key: str) -> float:
-            return ((b[key].ru_utime + b[key].ru_stime) - (a[key].ru_utime + a[key].ru_stime)) / secs * 100
-
-        total = b["machine"][0] - a["machine"][0]
-        idle = b["machine"][1] - a["machine"][1]
-        ncpu = os.cpu_count() or 1
-        busy = (1 - idle / total) * 100 if total else 0.0
-        out = {"server": delta("server"), "pg": delta("pg"), "redis": delta("redis"),
-               "gen": rus("self") + rus("children"), "busy": busy}
-        ours = out["server"] + out["pg"] + out["redis"] + out["gen"]
-        out["other"] = max(0.0, busy - ours / ncpu)
-        return out
-
-
-def machine_busy(seconds: float = 1.0) -> float:
-    """% of the machine busy over a short sample (before the run: is anyone else using it?)."""
-    t0, i0 = _machine_jiffies()
-    time.sleep(seconds)
-    t1, i1 = _machine_jiffies()
-    return (1 - (i1 - i0) / max(1, t1 - t0)) * 100
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# --------------------------------------------------------------------------- receivers
 
 
 @dataclass
-class Server:
-    """A server subprocess in its own session, stopped by its PID."""
+class Receiver:
+    """One server under test: its process, port, worker count and the status that counts as accepted."""
 
     name: str
-    argv: list[str]
-    env: dict[str, str]
+    proc: Proc
     port: int
-    log_path: Path
-    cwd: Path
-    proc: subprocess.Popen[bytes] | None = None
-    known_pids: set[int] = field(default_factory=set)
+    workers: int
+    ok: int = 202                 # Probot answers 200
+    store: bool = False           # Slipway: rows to count, Redis to flush
 
-    def start(self) -> None:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        log(f"started {self.name} (pid {self.proc.pid}) on 127.0.0.1:{self.port}: {shlex.join(self.argv)}")
-
-    def wait_ready(self, path: str, workers: int, timeout: float = 30.0) -> None:
-        """Until the port answers HTTP and all workers are up."""
-        assert self.proc
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"{self.name} exited with {self.proc.returncode}; log:\n{self.log_tail()}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", path)
-                status = conn.getresponse().status
-                conn.close()
-                pids = descendants(self.proc.pid)
-                self.known_pids.update(pids)
-                if status < 500 and len(pids) >= workers + 1:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise BenchError(f"{self.name} did not become ready in {timeout:.0f} s; log:\n{self.log_tail()}")
-
-    def worker_pids(self) -> list[int]:
-        assert self.proc
-        return [p for p in descendants(self.proc.pid) if p != self.proc.pid]
-
-    def log_tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        """SIGTERM to the master (gunicorn stops its workers), then SIGKILL by PID for anything left."""
-        if not self.proc:
-            return
-        pid = self.proc.pid
-        self.known_pids.update(descendants(pid) if self.proc.poll() is None else [])
-        if self.proc.poll() is None:
-            os.kill(pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=25)
-            except subprocess.TimeoutExpired:
-                log(f"{self.name} (pid {pid}) ignored SIGTERM for 25 s; SIGKILL")
-                os.kill(pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
-        left = []
-        for p in sorted(self.known_pids - {pid}):
-            st = _proc_stat(p)
-            if st and st[2] == pid:  # still in the session/group we started
-                left.append(p)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p, signal.SIGKILL)
-        log(f"stopped {self.name} (pid {pid}, exit {self.proc.returncode})"
-            + (f"; killed leftover pids {left}" if left else ""))
-        self.proc = None
-        self._log.close()
+    def cpu_groups(self, db: Database, redis: RedisSpace) -> dict[str, Any]:
+        redis_pid = redis.server_pid()
+        return {"server": lambda: descendants(self.proc.pid), "pg": lambda: common.pg_pids(db.name),
+                "redis": lambda: [redis_pid] if redis_pid else []}
 
 
-# --------------------------------------------------------------------------- PostgreSQL and Redis
+def measure(rcv: Receiver, db: Database, redis: RedisSpace) -> CpuMeter:
+    """CPU of the receiver, PostgreSQL, Redis and the load generator (this process and wrk, its child)."""
+    return CpuMeter(rcv.cpu_groups(db, redis), include_children=True)
 
 
-def _libpq_url(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+class ProbotInstall:
+    """`npm install probot` into a temporary folder (removed at the end) and a do-nothing app."""
+
+    def __init__(self, run: Run) -> None:
+        import tempfile
+
+        npm = shutil.which("npm")
+        self.node = shutil.which("node")
+        if not npm or not self.node:
+            raise BenchError("node and npm are needed for the Probot baseline (apt-get install nodejs npm)")
+        self.dir = Path(tempfile.mkdtemp(prefix="slipway-probot-"))
+        run.on_close(f"Probot folder {self.dir}", lambda: shutil.rmtree(self.dir, ignore_errors=True))
+        (self.dir / "package.json").write_text('{"private": true}\n')
+        (self.dir / "app.cjs").write_text(PROBOT_APP)
+        t0 = time.monotonic()
+        out = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error", f"probot@{PROBOT_VERSION}"],
+                             cwd=self.dir, capture_output=True, text=True, timeout=300)
+        if out.returncode != 0:
+            raise BenchError(f"npm install probot failed: {out.stderr[-2000:]}")
+        self.version = json.loads((self.dir / "node_modules/probot/package.json").read_text())["version"]
+        self.node_version = subprocess.run([self.node, "--version"], capture_output=True, text=True).stdout.strip()
+        log(f"installed probot {self.version} (node {self.node_version}) in {self.dir} in {time.monotonic() - t0:.0f} s")
+
+    def proc(self, run: Run, secret: str, port: int) -> Proc:
+        """`probot run ./app.cjs` as Probot's users start it: APP_ID, PRIVATE_KEY, WEBHOOK_SECRET, PORT."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(self.dir), "APP_ID": "1", "PRIVATE_KEY": key.decode(),
+               "WEBHOOK_SECRET": secret, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "warn",
+               "NODE_ENV": "production"}
+        argv = [self.node, str(self.dir / "node_modules/probot/bin/probot.js"), "run", "./app.cjs"]
+        return Proc("Probot", argv, env, self.dir, run.dir / "Probot.log")
 
 
-def _with_db(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
+def reset_store(db: Database, redis: RedisSpace) -> None:
+    """Empty the inbox and checkpoint, flush Redis: each Slipway run starts from the same state."""
+    db.conn().execute("TRUNCATE delivery RESTART IDENTITY")
+    db.conn().execute("CHECKPOINT")
+    redis.flush()
 
 
-def _require_loopback(url: str, what: str) -> None:
-    host = urlsplit(url).hostname or ""
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        raise BenchError(f"{what} must be on this machine (127.0.0.1), not {host!r}")
+def stored_guids(db: Database) -> set[str]:
+    return {r[0] for r in db.rows("SELECT guid FROM delivery")}
 
 
-class Database:
-    """A throwaway PostgreSQL database for Slipway."""
-
-    def __init__(self, admin_url: str) -> None:
-        import psycopg
-
-        _require_loopback(admin_url, "PostgreSQL")
-        self.psycopg = psycopg
-        self.admin_url = admin_url
-        self.name = f"slipway_bench_{secrets.token_hex(4)}"
-        self.url = _with_db(admin_url, self.name)
-        self.created = False
-        self._conn: Any = None
-
-    def create(self) -> None:
-        with self.psycopg.connect(_libpq_url(self.admin_url), autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
-        self.created = True
-        log(f"created database {self.name}")
-
-    def conn(self) -> Any:
-        if self._conn is None or self._conn.closed:
-            self._conn = self.psycopg.connect(_libpq_url(self.url), autocommit=True, connect_timeout=5)
-        return self._conn
-
-    def scalar(self, sql: str) -> Any:
-        return self.conn().execute(sql).fetchone()[0]
-
-    def reset(self) -> None:
-        """Empty the inbox and checkpoint, so each run starts from the same state."""
-        self.conn().execute("TRUNCATE delivery RESTART IDENTITY")
-        self.conn().execute("CHECKPOINT")
-
-    def count(self) -> int:
-        return int(self.scalar("SELECT count(*) FROM delivery"))
-
-    def guids(self) -> set[str]:
-        return {r[0] for r in self.conn().execute("SELECT guid FROM delivery")}
-
-    def drop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        if not self.created:
-            return
-        with self.psycopg.connect(_libpq_url(self.admin_url), autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        self.created = False
-        log(f"dropped database {self.name}")
-
-
-class RedisDb:
-    """An empty Redis database index of our own on the local server."""
-
-    def __init__(self, base: str, index: int | None) -> None:
-        from redis import Redis
-
-        _require_loopback(base, "Redis")
-        self.base = base.rstrip("/")
-        if index is None:
-            # Tests pick 1-15 at random; 0 first, then the highest empty index.
-            for i in [0, *range(15, 0, -1)]:
-                r = Redis.from_url(f"{self.base}/{i}")
-                empty = r.dbsize() == 0
-                r.close()
-                if empty:
-                    index = i
-                    break
-            else:
-                raise BenchError("no empty Redis database index on the local server; pass --redis-db")
-        self.index = index
-        self.url = f"{self.base}/{index}"
-        self.client = Redis.from_url(self.url)
-        self.client.flushdb()
-
-    def flush(self) -> None:
-        self.client.flushdb()
-
-    def queue_length(self) -> int:
-        return int(self.client.llen("rq:queue:slipway"))
-
-    def close(self) -> None:
-        self.client.flushdb()
-        self.client.close()
+def queue_length(redis: RedisSpace) -> int:
+    return int(redis.client.llen(f"rq:queue:{common.QUEUE}"))
 
 
 # --------------------------------------------------------------------------- requests
@@ -411,22 +198,24 @@ def post(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str
     return resp.status, doc
 
 
-def check_receiver(name: str, port: int, reqs: Requests, *, slipway: bool) -> dict[str, Any]:
-    """Signed -> 202, bad signature -> 401 (Slipway: duplicate GUID -> 200, replayed body -> 200)."""
+def check_receiver(rcv: Receiver, reqs: Requests) -> dict[str, Any]:
+    """Signed -> its 2xx, bad signature -> 4xx (Slipway: 401, duplicate GUID -> 200, replayed body -> 200)."""
+    name, port = rcv.name, rcv.port
     tag = secrets.token_hex(4)
     seq = 900_000_000 + secrets.randbelow(1_000_000)
     body, sig, guid = reqs.signer.body(seq), reqs.signer.signature(seq), reqs.guid(tag, seq)
     out: dict[str, Any] = {}
     status, doc = post(port, body, reqs.headers(guid, sig))
-    if status != 202:
-        raise BenchError(f"{name}: signed delivery answered {status} {doc}, expected 202")
+    if status != rcv.ok:
+        raise BenchError(f"{name}: signed delivery answered {status} {doc}, expected {rcv.ok}")
     out["state"] = doc.get("state")
     bad = "sha256=" + ("0" * 64)
     status, doc = post(port, reqs.signer.body(seq + 1), reqs.headers(reqs.guid(tag, seq + 1), bad))
-    if status != 401:
-        raise BenchError(f"{name}: bad signature answered {status} {doc}, expected 401")
-    checks = ["signed -> 202", "bad signature -> 401"]
-    if slipway:
+    want_bad = "4xx" if rcv.name == "Probot" else "401"
+    if not (400 <= status < 500 if want_bad == "4xx" else status == 401):
+        raise BenchError(f"{name}: bad signature answered {status} {doc}, expected {want_bad}")
+    checks = [f"signed -> {rcv.ok}", f"bad signature -> {status}"]
+    if rcv.store:
         status, doc = post(port, body, reqs.headers(guid, sig))
         if status != 200 or not doc.get("duplicate"):
             raise BenchError(f"{name}: same delivery id again answered {status} {doc}, expected 200 duplicate")
@@ -531,7 +320,7 @@ class RunResult:
     mode: str                 # "max" or "paced"
     duration_s: float
     completed: int
-    n202: int
+    n202: int                 # accepted answers: 202 (Slipway, bare) or 200 (Probot)
     non2xx: int
     socket_errors: int
     p50_ms: float
@@ -546,7 +335,7 @@ class RunResult:
 
     @property
     def rate(self) -> float:
-        """202 answers per second: stored deliveries for Slipway, verified ones for the bare receiver."""
+        """Accepted answers per second: stored deliveries for Slipway, verified ones for bare and Probot."""
         return self.n202 / self.duration_s if self.duration_s else 0.0
 
 
@@ -574,7 +363,8 @@ class Wrk:
                 "-s", str(self.script), f"http://127.0.0.1:{port}{ENDPOINT}", "--",
                 str(first), str(count), "wrap" if wrap else "nowrap", tag, str(self.threads)]
 
-    def run(self, port: int, connections: int, seconds: float, first: int, count: int, wrap: bool, tag: str) -> dict[str, Any]:
+    def run(self, port: int, connections: int, seconds: float, first: int, count: int, wrap: bool, tag: str,
+            ok: int = 202) -> dict[str, Any]:
         argv = self.argv(port, connections, seconds, first, count, wrap, tag)
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
@@ -584,6 +374,7 @@ class Wrk:
         qline = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCHQ ")), None)
         out["q_us"] = json.loads(qline[len("BENCHQ "):]) if qline else []
         out["stdout"] = proc.stdout
+        out["n202"] = out[f"n{ok}"]  # the accepted answers, whatever the receiver's status for them
         return out
 
     def settings(self, connections: int, slice_s: int, rounds: int) -> str:
@@ -615,7 +406,7 @@ def _answer(buf: bytearray, eof: bool) -> int | None:
 
 def drive(port: int, reqs: Requests, tag: str, first_seq: int, seconds: float, *, rate: float | None = None,
           connections: int | None = None, warmup: float = 0.0, max_inflight: int = 256,
-          drain: float = 5.0) -> dict[str, Any]:
+          drain: float = 5.0, ok: int = 202) -> dict[str, Any]:
     """Send signed, unique requests to 127.0.0.1:port, one new connection each, from a selector loop.
 
     Open loop (`rate`): request i is due at t0 + i/rate whatever happened before; at most `max_inflight` are
@@ -665,7 +456,7 @@ def drive(port: int, reqs: Requests, tag: str, first_seq: int, seconds: float, *
             return
         lat.append(time.monotonic() - c.due)
         statuses[status] += 1
-        if status == 202:
+        if status == ok:
             ok_guids.append(reqs.guid(tag, c.seq))
 
     if connections:
@@ -714,19 +505,21 @@ def drive(port: int, reqs: Requests, tag: str, first_seq: int, seconds: float, *
     def pct(p: float) -> float:
         return lat[min(len(lat) - 1, int(p / 100 * len(lat)))] * 1000 if lat else float("nan")
 
-    return {"completed": len(lat), "n202": statuses.get(202, 0), "statuses": dict(statuses), "errors": errors,
+    return {"completed": len(lat), "n202": statuses.get(ok, 0), "statuses": dict(statuses), "errors": errors,
             "p50_ms": pct(50), "p99_ms": pct(99), "max_ms": lat[-1] * 1000 if lat else float("nan"),
             "seconds": seconds, "drain_s": max(0.0, end - t_stop), "ok_guids": ok_guids,
             "q_us": [pct(i / 10) * 1000 for i in range(1, 1001)] if lat else []}
 
 
-def run_paced(port: int, reqs: Requests, tag: str, first_seq: int, rate: float, seconds: float) -> dict[str, Any]:
-    return drive(port, reqs, tag, first_seq, seconds, rate=rate, warmup=PACED_WARMUP_S)
+def run_paced(port: int, reqs: Requests, tag: str, first_seq: int, rate: float, seconds: float,
+              ok: int = 202) -> dict[str, Any]:
+    return drive(port, reqs, tag, first_seq, seconds, rate=rate, warmup=PACED_WARMUP_S, ok=ok)
 
 
-def run_closed(port: int, reqs: Requests, tag: str, first_seq: int, connections: int, seconds: float) -> dict[str, Any]:
+def run_closed(port: int, reqs: Requests, tag: str, first_seq: int, connections: int, seconds: float,
+               ok: int = 202) -> dict[str, Any]:
     """Fallback for (a) when wrk is not installed, in wrk's output shape."""
-    out = drive(port, reqs, tag, first_seq, seconds, connections=connections)
+    out = drive(port, reqs, tag, first_seq, seconds, connections=connections, ok=ok)
     return {"requests": out["completed"], "duration_us": seconds * 1e6, "n202": out["n202"],
             "err_status": sum(v for k, v in out["statuses"].items() if not 200 <= k < 300), "errors": out["errors"],
             "p50_us": out["p50_ms"] * 1000, "p99_us": out["p99_ms"] * 1000, "max_us": out["max_ms"] * 1000,
@@ -757,14 +550,13 @@ def merge_slices(outs: list[dict[str, Any]]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- profile
 
 
-def profile_slipway(pyspy: str, server: Server, load: Any, seconds: int, out: Path) -> dict[str, Any]:
-    """Sample Slipway's gunicorn workers with py-spy while `load()` runs: wall time (--idle) and GIL-holding time.
+def profile_slipway(pyspy: str, server: Proc, load: Any, seconds: int, out: Path) -> dict[str, Any]:
+    """Sample Slipway's granian workers with py-spy while `load()` runs: wall time (--idle) and GIL-holding time.
 
     Two non-blocking samplers at 100 Hz run side by side: `--idle` counts every sample of a worker (where its
     wall-clock time goes, waits on PostgreSQL included), `--gil` only samples taken while the worker holds the
     GIL (its Python CPU time; waits and most C work that releases the GIL are left out).
     """
-    assert server.proc
     kinds = {"wall": ["--idle"], "gil": ["--gil"]}
     spies = {}
     box: dict[str, Any] = {}
@@ -773,7 +565,7 @@ def profile_slipway(pyspy: str, server: Server, load: Any, seconds: int, out: Pa
     time.sleep(1.5)  # sample the steady state: the load runs `seconds` + 2 s, the samplers `seconds`
     for kind, extra in kinds.items():
         raw = out / f"slipway.pyspy-{kind}.txt"
-        argv = [pyspy, "record", "--pid", str(server.proc.pid), "--subprocesses", "--nonblocking", "--rate", "100",
+        argv = [pyspy, "record", "--pid", str(server.pid), "--subprocesses", "--nonblocking", "--rate", "100",
                 "--duration", str(seconds), "--format", "raw", "--output", str(raw), *extra]
         spies[kind] = (raw, subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                              start_new_session=True))
@@ -806,26 +598,18 @@ BACKGROUND = "background thread: "
 
 def classify(stack: str) -> str | None:
     """The part of a Slipway request a sampled worker stack belongs to (None: not a worker's)."""
-    if "SyncWorker" not in stack:
-        if "BackgroundEnqueuer" in stack or ("slipway/transport.py" in stack and "Thread.run" in stack):
-            if "Queue.get" in stack:
-                return BACKGROUND + "idle, waiting for GUIDs"
-            return BACKGROUND + "RQ enqueue off the request path (slipway/transport.py BackgroundEnqueuer)"
-        return None  # the gunicorn master and its threads
-    if "handle_request" not in stack:
-        if "close_graceful" in stack:
-            return "gunicorn: close the connection (close_graceful waits for the client's FIN)"
-        if "SyncWorker.handle " in stack:
-            return "gunicorn: read and parse the request head"
-        return "idle: waiting for the next connection (accept/select)"
+    if "BackgroundEnqueuer" in stack or ("slipway/transport.py" in stack and "Thread.run" in stack):
+        if "Queue.get" in stack:
+            return BACKGROUND + "idle, waiting for GUIDs"
+        return BACKGROUND + "RQ enqueue off the request path (slipway/transport.py BackgroundEnqueuer)"
+    if "Flask.__call__" not in stack and "wsgi_app" not in stack:
+        return None  # granian's own threads (the request's HTTP work happens in Rust, outside Python)
     if "receive (app/webhooks.py" not in stack:
         if "flask_limiter/" in stack or "app/limits.py" in stack:
             return "Flask-Limiter hooks (app/limits.py)"
         if "open_session" in stack or "save_session" in stack:
-            return "Flask session open/save (SECRET_KEY is set, so every request gets a cookie session)"
-        if "Flask.__call__" in stack or "Flask.wsgi_app" in stack:
-            return "Flask/Werkzeug: request context, dispatch, response object"
-        return "gunicorn: parse the request, write the answer"
+            return "Flask session open/save (app/sessions.py)"
+        return "Flask/Werkzeug: request context, dispatch, response object"
     if "verify_signature (" in stack:
         return "signature check (app/signatures.py verify_signature → githubkit verify, HMAC-SHA256)"
     if "_decode (app/webhooks.py" in stack:
@@ -892,30 +676,14 @@ def summarise_profile(raw: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- environment facts
 
 
-def _version(dist: str) -> str:
-    try:
-        return md.version(dist)
-    except md.PackageNotFoundError:
-        return "-"
-
-
-def machine_facts() -> dict[str, str]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))  # type: ignore[union-attr]
-    return {"nproc": str(len(os.sched_getaffinity(0))), "cpu": cpu, "memory": f"{mem_kb / 1024 / 1024:.1f} GiB",
-            "kernel": platform.release()}
-
-
-def versions(db: Database, redis: RedisDb, wrk_version: str | None) -> dict[str, str]:
-    pg = db.scalar("SHOW server_version").split()[0]
-    return {"Python": platform.python_version(), "Flask": _version("flask"), "Werkzeug": _version("werkzeug"),
-            "gunicorn": _version("gunicorn"), "PostgreSQL": pg,
-            "Redis": str(redis.client.info("server")["redis_version"]), "psycopg": _version("psycopg"),
-            "SQLAlchemy": _version("sqlalchemy"), "redis-py": _version("redis"), "RQ": _version("rq"),
+def versions(db: Database, redis: RedisSpace, wrk_version: str | None, probot: ProbotInstall) -> dict[str, str]:
+    v = common.version
+    return {"Python": platform.python_version(), "Flask": v("flask"), "Werkzeug": v("werkzeug"),
+            "granian": v("granian"), "gunicorn": v("gunicorn"), "orjson": v("orjson"),
+            "PostgreSQL": str(db.scalar("SHOW server_version")).split()[0],
+            "Redis": str(redis.client.info("server")["redis_version"]), "psycopg": v("psycopg"),
+            "SQLAlchemy": v("sqlalchemy"), "redis-py": v("redis"), "RQ": v("rq"),
+            "Probot": f"{probot.version} (npm, node {probot.node_version})",
             "load generator": wrk_version or "Python selector generator (wrk not installed)"}
 
 
@@ -931,8 +699,13 @@ def _ms(x: float | None) -> str:
     return "-" if x is None or x != x else (f"{x:.1f}" if x < 100 else f"{x:.0f}")
 
 
+def _verdict(ok: bool) -> str:
+    return "**PASS**" if ok else "**FAIL**"
+
+
 def render_section(ctx: dict[str, Any], notes: str) -> str:
-    a_bare, a_sw, b_bare, b_sw = ctx["a_bare"], ctx["a_slipway"], ctx["b_bare"], ctx["b_slipway"]
+    a, b = ctx["a"], ctx["b"]
+    a_bare, a_probot, a_sw = a["bare"], a["Probot"], a["Slipway"]
     m, v = ctx["machine"], ctx["versions"]
     lines = [
         "## Ingest",
@@ -944,55 +717,71 @@ def render_section(ctx: dict[str, Any], notes: str) -> str:
         f"second before the run: {ctx['busy_before']:.0f} %{' (**other processes were using the CPU**)' if ctx['busy_before'] > 25 else ''}.",
         "- **Versions:** " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
         f"- **Command:** `{ctx['command']}` (`make bench-ingest` runs the same with the defaults).",
-        f"- **Slipway:** production mode, `slipway db upgrade` then `slipway serve`: gunicorn, {ctx['workers']} "
-        f"`{ctx['worker_class']}` workers (WEB_CONCURRENCY), PostgreSQL database `slipway_bench_*` on 127.0.0.1:5432 "
-        f"({ctx['pg_settings']}), Redis db {ctx['redis_db']} on 127.0.0.1:6379, LOG_LEVEL=warning. Slipway answered "
-        f"the benchmark's deliveries with state `{ctx['slipway_state']}`"
-        + (" (no handler for pull_request.opened, so no RQ job is enqueued on the request path)"
-           if ctx["slipway_state"] == "ignored" else
-           " (a handler exists, so each delivery is stored and then enqueued as an RQ job on the request path)"
+        f"- **Slipway:** production mode, `slipway db upgrade` then `slipway serve`: granian (WSGI, HTTP/1, "
+        f"{ctx['workers']} workers = WEB_CONCURRENCY, 1 blocking thread each), PostgreSQL database `slipway_bench_*` on "
+        f"127.0.0.1:5432 ({ctx['pg_settings']}), Redis db {ctx['redis_db']} on 127.0.0.1:6379 (reserved like the test "
+        f"suite's, `slipway-test:db:<n>`), LOG_LEVEL=warning. Slipway answered the benchmark's deliveries with state "
+        f"`{ctx['slipway_state']}`"
+        + (" (a handler exists, so each delivery is committed and then handed to RQ from a background thread)"
            if ctx["slipway_state"] == "queued" else "") + ".",
-        f"- **Bare receiver:** `bench/bare_receiver.py` (Flask: read the body, HMAC-SHA256 check, 202), served by "
-        f"gunicorn with the same {ctx['workers']} `{ctx['worker_class']}` workers and timeouts.",
-        f"- **Checks before measuring:** Slipway: {', '.join(ctx['checks_slipway'])}; bare: {', '.join(ctx['checks_bare'])}.",
+        f"- **Bare receiver:** `bench/bare_receiver.py` (Flask: read the body, HMAC-SHA256 check, 202), on the same "
+        f"granian options as Slipway: `{ctx['server_argv']}`.",
+        "- **Probot:** the `probot` npm package installed by the benchmark into a temporary folder (removed after), "
+        "`probot run ./app.cjs` with APP_ID, PRIVATE_KEY (a throwaway key), the same WEBHOOK_SECRET, LOG_LEVEL=warn, "
+        "NODE_ENV=production; the app registers a `pull_request.opened` handler that does nothing. One Node.js "
+        "process (Probot has no worker option); it verifies the signature, parses the JSON and answers 200.",
+        "- **Checks before measuring:** " + "; ".join(f"{n}: {', '.join(c)}" for n, c in ctx["checks"].items()) + ".",
         f"- **Requests:** `POST {ENDPOINT}`, a {ctx['body_size']:,}-byte `pull_request.opened` body built in "
         "`bench/payload.py`; each request has its own X-GitHub-Delivery GUID and its own body (a sequence number "
-        "in a trailing field), signed with X-Hub-Signature-256. gunicorn's sync workers close the connection after "
-        "each answer, so every request is a new TCP connection.",
+        "in a trailing field), signed with X-Hub-Signature-256. wrk keeps its connections alive (all three servers "
+        "allow it); the paced generator (b) opens a new connection per request.",
         f"- **Load generator, (a) maximum throughput:** {ctx['gen_a']}. wrk's latency runs from the request's first "
         "byte to the answer's last (the connect is not included).",
-        f"- **Load generator, (b) target load:** {ctx['gen_b']}.",
-        "- **Counted:** req/s = 202 answers per second (for Slipway: stored deliveries; a 200 duplicate or replay "
-        "would not count). Stored rows = rows in `delivery` after the run (before: `TRUNCATE` + `CHECKPOINT`, "
-        "Redis `FLUSHDB`); run (a) includes the warm-up's rows, so rows ≥ 202s (warm-up + run) with the excess "
-        "being requests wrk dropped at the end; run (b) checks every 202's GUID in the table. Errors / unanswered: "
-        "wrk's socket errors and timeouts in (a); in (b) requests that failed or had no answer within 5 s after the "
-        "run's end (requests still waiting in the generator then count here; they are not in the percentiles).",
+        f"- **Load generator, (b) target load:** {ctx['gen_b']}. Rates: 0.5 × bare's rate in (a) (issue #2) and "
+        "1.0 × Probot's rate in (a) (issue #8).",
+        "- **Counted:** req/s = accepted answers per second: 202 for Slipway (stored deliveries; a 200 duplicate or "
+        "replay would not count) and bare, 200 for Probot. Stored rows = rows in `delivery` after the run (before: "
+        "`TRUNCATE` + `CHECKPOINT`, Redis `FLUSHDB`); run (a) includes the warm-up's rows, so rows ≥ 202s (warm-up + "
+        "run); run (b) checks every 202's GUID in the table. Errors / unanswered: wrk's socket errors and timeouts "
+        "in (a); in (b) requests that failed or had no answer within 5 s after the run's end.",
         "",
-        "| run | receiver | req/s | p50 ms | p99 ms | max ms | non-2xx | errors / unanswered | 202s | stored rows |",
+        "| run | receiver | req/s | p50 ms | p99 ms | max ms | non-2xx | errors / unanswered | accepted | stored rows |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in (a_bare, a_sw, b_bare, b_sw):
+    runs = [*a.values(), *b]
+    for r in runs:
         run = (f"(a) max, {ctx['connections']} conn, {r.duration_s:.0f} s" if r.mode == "max"
                else f"(b) paced {r.offered_rate:.0f}/s, {ctx['duration']} s")
         note = "; ".join(x for x in (r.note, f"RQ jobs {r.queued_jobs:,}" if r.queued_jobs is not None else "") if x)
-        rows = "-" if r.rows_stored is None else f"{r.rows_stored:,}" + (f" ({note})" if note else "")
+        rows = "-" if r.rows_stored is None else f"{r.rows_stored:,}"
         lines.append(f"| {run} | {r.receiver} | {r.rate:,.0f} | {_ms(r.p50_ms)} | {_ms(r.p99_ms)} | {_ms(r.max_ms)} | "
-                     f"{r.non2xx} | {r.socket_errors} | {r.n202:,} | {rows} |")
-    ratio = a_sw.rate / a_bare.rate if a_bare.rate else 0.0
-    rate_ok = ratio >= TARGET_RATIO
-    p99_ok = b_sw.p99_ms < TARGET_P99_MS and b_sw.n202 >= 0.95 * b_sw.offered_rate * ctx["duration"]  # type: ignore[operator]
+                     f"{r.non2xx} | {r.socket_errors} | {r.n202:,} | {rows}{f' ({note})' if note else ''} |")
+    r_bare = a_sw.rate / a_bare.rate if a_bare.rate else 0.0
+    r_probot = a_sw.rate / a_probot.rate if a_probot.rate else 0.0
+
+    def p99_ok(r: RunResult) -> bool:
+        return r.p99_ms < TARGET_P99_MS and r.n202 >= 0.95 * r.offered_rate * ctx["duration"]  # type: ignore[operator]
+
+    b_half, b_probot = b[1], b[3]
     lines += [
         "",
-        f"**Ratio Slipway/bare (run a): {ratio:.2f}** ({a_sw.rate:,.0f} / {a_bare.rate:,.0f} req/s).",
+        f"**Ratios (run a):** Slipway/bare **{r_bare:.2f}** ({a_sw.rate:,.0f} / {a_bare.rate:,.0f} req/s); "
+        f"Slipway/Probot **{r_probot:.2f}** ({a_sw.rate:,.0f} / {a_probot.rate:,.0f} req/s); "
+        f"Probot/bare {a_probot.rate / a_bare.rate if a_bare.rate else 0:.2f}."
+        + (f" What-if, synchronous_commit=off: {a[ASYNC].rate:,.0f} req/s, Slipway/bare "
+           f"{a[ASYNC].rate / a_bare.rate:.2f}, Slipway/Probot {a[ASYNC].rate / a_probot.rate:.2f} (not the default: "
+           "a 2xx would no longer mean the delivery survives a crash)." if ASYNC in a and a_bare.rate and a_probot.rate
+           else ""),
         "",
-        "Target: Slipway's ingest at least half the bare receiver's rate, with p99 under 50 ms at that load — "
-        f"rate: **{'PASS' if rate_ok else 'FAIL'}** ({ratio:.2f} {'≥' if rate_ok else '<'} {TARGET_RATIO}); "
-        f"p99: **{'PASS' if p99_ok else 'FAIL'}** ({_ms(b_sw.p99_ms)} ms at {b_sw.offered_rate:,.0f} req/s offered, "
-        f"{b_sw.rate:,.0f} stored/s).",
+        f"Targets: issue #2, Slipway ≥ {TARGET_RATIO} × bare with p99 < {TARGET_P99_MS:.0f} ms at that load — rate "
+        f"{_verdict(r_bare >= TARGET_RATIO)} ({r_bare:.2f}), p99 {_verdict(p99_ok(b_half))} ({_ms(b_half.p99_ms)} ms at "
+        f"{b_half.offered_rate:,.0f} req/s offered, {b_half.rate:,.0f} stored/s). Issue #8, Slipway ≥ "
+        f"{TARGET_PROBOT_RATIO} × Probot with p99 < {TARGET_P99_MS:.0f} ms at that load — rate "
+        f"{_verdict(r_probot >= TARGET_PROBOT_RATIO)} ({r_probot:.2f}), p99 {_verdict(p99_ok(b_probot))} "
+        f"({_ms(b_probot.p99_ms)} ms at {b_probot.offered_rate:,.0f} req/s offered, {b_probot.rate:,.0f} stored/s).",
         "",
     ]
-    other = max(r.cpu["other"] for r in (a_bare, a_sw, b_bare, b_sw))
+    other = max(r.cpu["other"] for r in runs)
     if other > 15:
         lines += [f"**Caution:** processes outside the benchmark used up to {other:.0f} % of the machine during the "
                   "measured runs (table below), so these figures are lower than a quiet machine gives.", ""]
@@ -1005,12 +794,12 @@ def render_section(ctx: dict[str, Any], notes: str) -> str:
         "| run | receiver | server | PostgreSQL | Redis | load generator | machine busy | other | server CPU µs/req | PostgreSQL CPU µs/req |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in (a_bare, a_sw, b_bare, b_sw):
+    for r in runs:
         c = r.cpu
         us = (lambda pct: f"{pct * 1e4 / r.rate:,.0f}" if r.rate else "-")  # noqa: E731
-        lines.append(f"| {'(a)' if r.mode == 'max' else '(b)'} | {r.receiver} | {c['server']:.0f} | {c['pg']:.0f} | "
-                     f"{c['redis']:.0f} | {c['gen']:.0f} | {c['busy']:.0f} | {c['other']:.0f} | {us(c['server'])} | "
-                     f"{us(c['pg']) if r.receiver == 'Slipway' else '-'} |")
+        lines.append(f"| {'(a)' if r.mode == 'max' else '(b) ' + r.note.split(';')[0]} | {r.receiver} | "
+                     f"{c['server']:.0f} | {c['pg']:.0f} | {c['redis']:.0f} | {c['gen']:.0f} | {c['busy']:.0f} | "
+                     f"{c['other']:.0f} | {us(c['server'])} | {us(c['pg']) if r.rows_stored is not None else '-'} |")
     prof = ctx.get("profile")
     if prof:
         wall, gil = prof["wall"], prof["gil"]
@@ -1085,19 +874,252 @@ def existing_notes() -> str:
 def slipway_env(settings_fields: list[str], db_url: str, redis_url: str, secret: str, port: int,
                 workers: int) -> dict[str, str]:
     """The environment minus anything Slipway's settings would read, plus production-mode settings."""
-    env = {k: v for k, v in os.environ.items() if k.lower() not in settings_fields}
+    env = {k: v for k, v in os.environ.items() if k.lower() not in settings_fields and k != "PGOPTIONS"}
     env.update(DATABASE_URL=db_url, REDIS_URL=redis_url, WEBHOOK_SECRET=secret, HOST="127.0.0.1", PORT=str(port),
                WEB_CONCURRENCY=str(workers), LOG_LEVEL="warning", PYTHONUNBUFFERED="1")
     return env
 
 
 def web_options(workers: int) -> dict[str, Any]:
-    """Slipway's own gunicorn options in production mode (so the bare receiver gets the same)."""
-    from slipway.server import _web_options
+    """Slipway's own granian options in production mode (so the bare receiver gets the same)."""
+    from slipway.server import granian_options
     from slipway.settings import load_settings
 
-    return _web_options(load_settings(redis_url="redis://127.0.0.1:6379/0", web_concurrency=workers,
-                                      log_level="warning", _env_file=None))
+    return granian_options(load_settings(redis_url="redis://127.0.0.1:6379/0", web_concurrency=workers,
+                                         log_level="warning", _env_file=None))
+
+
+def granian_argv(opts: dict[str, Any], port: int, target: str) -> list[str]:
+    """The granian command line with the options `slipway serve` passes to granian's Python API."""
+    argv = [str(BIN / "granian"), "--host", "127.0.0.1", "--port", str(port), "--working-dir", str(HERE)]
+    for key, value in opts.items():
+        if key in ("address", "port", "log_access"):
+            continue
+        flag = "--" + key.replace("_", "-")
+        argv += [flag] if value is True else [f"--no-{flag[2:]}"] if value is False else [flag, str(value)]
+    return [*argv, target]
+
+
+def start_receivers(run: Run, args: argparse.Namespace, db: Database, redis: RedisSpace, secret: str,
+                    probot: ProbotInstall) -> dict[str, Receiver]:
+    """Slipway (granian), the bare receiver on the same granian options, Probot; and the what-if Slipway."""
+    from slipway.settings import Settings
+
+    fields = [f.lower() for f in Settings.model_fields]
+    opts = web_options(args.workers)
+    env = slipway_env(fields, db.url, redis.url, secret, 0, args.workers)
+    db.upgrade(run, env)
+    out: dict[str, Receiver] = {}
+
+    def add(name: str, argv: list[str], env: dict[str, str], port: int, workers: int, ok: int = 202,
+            store: bool = False, cwd: Path | None = None) -> None:
+        log_path = run.dir / f"{re.sub(r'[^A-Za-z0-9]+', '-', name).strip('-')}.log"
+        out[name] = Receiver(name, run.start(Proc(name, argv, env, cwd or run.dir, log_path)), port, workers, ok,
+                             store)
+
+    port = common.free_port()
+    add("Slipway", [str(BIN / "slipway"), "serve"], {**env, "PORT": str(port)}, port, args.workers, store=True)
+    if args.what_if:
+        port = common.free_port()
+        # The same server, every PostgreSQL session of it with synchronous_commit=off (libpq reads PGOPTIONS).
+        add(ASYNC, [str(BIN / "slipway"), "serve"], {**env, "PORT": str(port),
+                                                    "PGOPTIONS": "-c synchronous_commit=off"}, port, args.workers,
+            store=True)
+    bare_env = {**{k: v for k, v in os.environ.items() if k.lower() not in fields}, "WEBHOOK_SECRET": secret,
+                "PYTHONUNBUFFERED": "1"}
+    port = common.free_port()
+    add("bare", granian_argv(opts, port, "bare_receiver:app"), bare_env, port, args.workers)
+    port = common.free_port()
+    pr = probot.proc(run, secret, port)
+    add("Probot", pr.argv, pr.env, port, 0, ok=200, cwd=probot.dir)
+    for rcv in out.values():
+        path = {"Slipway": "/healthz", ASYNC: "/healthz", "Probot": "/ping"}.get(rcv.name, "/")
+        common.wait_http(rcv.proc, rcv.port, path, rcv.workers)
+    return out
+
+
+ASYNC = "Slipway, synchronous_commit=off (what-if)"
+
+
+def cpu_percent(meter: CpuMeter) -> dict[str, float]:
+    """common.CpuMeter's figures under this file's names (gen = this process + wrk)."""
+    r = meter.result()
+    return {"server": r["server"], "pg": r["pg"], "redis": r["redis"], "gen": r["bench"], "busy": r["busy"],
+            "other": r["other"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    D = args.duration
+    n_max = 4 if args.what_if else 3
+    budget = 300 + 60 + n_max * (WARMUP_S + D + 3) + 4 * (PACED_WARMUP_S + D + 6) + (D + 25)
+    wrk_exe = None if args.python_generator else shutil.which("wrk")
+    pyspy = common.pyspy_path()
+    secret = secrets.token_urlsafe(24)
+    reqs = Requests(secret)
+    ctx: dict[str, Any] = {}
+    with Run("ingest", budget) as run:
+        log(f"body: {reqs.body_size:,} bytes (pull_request.opened)")
+        busy_before = common.wait_quiet(args.wait_quiet)
+        if busy_before > 25:
+            log(f"WARNING: the machine was {busy_before:.0f} % busy before the run; other processes skew the figures")
+        probot = ProbotInstall(run)
+        db = Database(run)
+        redis = RedisSpace(run)
+        rcv = start_receivers(run, args, db, redis, secret, probot)
+        checks = {name: check_receiver(r, reqs) for name, r in rcv.items()}
+
+        threads = max(1, min(len(os.sched_getaffinity(0)), args.connections))
+        n_warm, n_main = POOL_RATE * WARMUP_S, POOL_RATE * D + args.rounds + 1
+        wrk = Wrk(wrk_exe, run.dir, reqs, n_warm + n_main, threads) if wrk_exe else None
+        slice_s = max(1, D // args.rounds)  # wrk takes whole seconds
+        per_slice = int(POOL_RATE * slice_s) + 1
+
+        def run_max(receivers: list[Receiver]) -> dict[str, RunResult]:
+            """(a): a warm-up each, then `rounds` slices of D/rounds seconds, alternating between the receivers,
+            so that load from outside the benchmark falls on all alike."""
+            tags = {r.name: secrets.token_hex(4) for r in receivers}
+            outs: dict[str, list[dict[str, Any]]] = {r.name: [] for r in receivers}
+            cpus: dict[str, list[dict[str, float]]] = {r.name: [] for r in receivers}
+            warm_ok: dict[str, int] = {}
+            for r in receivers:
+                if r.store:
+                    reset_store(db, redis)
+                if wrk:
+                    w = wrk.run(r.port, args.connections, WARMUP_S, 0, n_warm, not r.store, tags[r.name], r.ok)
+                else:
+                    w = run_closed(r.port, reqs, tags[r.name], 0, args.connections, WARMUP_S, r.ok)
+                warm_ok[r.name] = w["n202"]
+            for k in range(args.rounds):
+                for r in receivers:
+                    time.sleep(0.3)
+                    first = n_warm + k * per_slice
+                    with measure(r, db, redis) as cpu:
+                        if wrk:
+                            out = wrk.run(r.port, args.connections, slice_s, first, per_slice, not r.store,
+                                          tags[r.name], r.ok)
+                        else:
+                            out = run_closed(r.port, reqs, tags[r.name], 100_000_000 + first, args.connections,
+                                             slice_s, r.ok)
+                    outs[r.name].append(out)
+                    cpus[r.name].append(cpu_percent(cpu))
+            results = {}
+            for r in receivers:
+                out = merge_slices(outs[r.name])
+                cpu = {k: sum(c[k] for c in cpus[r.name]) / len(cpus[r.name]) for k in cpus[r.name][0]}
+                res = RunResult(r.name, "max", out["duration_us"] / 1e6, out["requests"], out["n202"], out["err_status"],
+                                out.get("errors", 0) + sum(out.get(k, 0) for k in ("err_connect", "err_read",
+                                                                                     "err_write", "err_timeout")),
+                                out["p50_us"] / 1000, out["p99_us"] / 1000, out["max_us"] / 1000, cpu=cpu)
+                if out.get("wrapped") and r.store:
+                    res.note = f"pool exhausted {out['wrapped']} times"
+                if r.store:
+                    time.sleep(1.0)  # let the workers finish what wrk abandoned at the end of each slice
+                    res.rows_stored = len(stored_guids(db))
+                    res.queued_jobs = queue_length(redis)
+                    answered = res.n202 + warm_ok[r.name]
+                    res.note = (res.note + "; " if res.note else "") + f"incl. warm-up; 202s incl. warm-up {answered:,}"
+                    if res.rows_stored < answered:
+                        raise BenchError(f"{r.name} answered 202 {answered} times but stored only {res.rows_stored} rows")
+                log(f"(a) {r.name}: {res.rate:,.0f} req/s, p50 {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms, "
+                    f"non-2xx {res.non2xx}, socket errors {res.socket_errors}, accepted {res.n202}, other CPU "
+                    f"{res.cpu['other']:.0f} %" + (f", rows {res.rows_stored}, RQ jobs {res.queued_jobs}" if r.store else ""))
+                results[r.name] = res
+            return results
+
+        def run_target(r: Receiver, rate: float, why: str) -> RunResult:
+            tag = secrets.token_hex(4)
+            if r.store:
+                reset_store(db, redis)
+            with measure(r, db, redis) as cpu:
+                out = run_paced(r.port, reqs, tag, 200_000_000, rate, D, r.ok)
+            non2xx = sum(v for k, v in out["statuses"].items() if not 200 <= k < 300)
+            # req/s over the time it took to answer them: the window plus the tail that came after it
+            res = RunResult(r.name, "paced", D + out["drain_s"], out["completed"], out["n202"], non2xx, out["errors"],
+                            out["p50_ms"], out["p99_ms"], out["max_ms"], offered_rate=rate, cpu=cpu_percent(cpu),
+                            note=why)
+            if r.store:
+                time.sleep(0.5)
+                stored = stored_guids(db)
+                res.rows_stored = len(stored)
+                res.rows_missing = sum(1 for g in out["ok_guids"] if g not in stored)
+                res.queued_jobs = queue_length(redis)
+                res.note += f"; incl. {PACED_WARMUP_S} s lead-in; 202s missing: {res.rows_missing}"
+                if res.rows_missing:
+                    raise BenchError(f"{res.rows_missing} deliveries answered 202 are not in the table")
+            log(f"(b) {r.name} at {rate:,.0f}/s: {res.rate:,.0f} req/s, p50 {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms, "
+                f"max {res.max_ms:.0f} ms, non-2xx {non2xx}, errors {out['errors']}, drain {out['drain_s']:.2f} s"
+                + (f", rows {res.rows_stored}" if r.store else ""))
+            return res
+
+        a = run_max([rcv["bare"], rcv["Probot"], rcv["Slipway"]])
+        if args.what_if:
+            a.update(run_max([rcv[ASYNC]]))
+        if a["bare"].rate < 1 or a["Probot"].rate < 1:
+            raise BenchError("a baseline answered nothing; nothing to pace against")
+        half_bare, at_probot = TARGET_RATIO * a["bare"].rate, TARGET_PROBOT_RATIO * a["Probot"].rate
+        b = [run_target(rcv["bare"], half_bare, "0.5 x bare"), run_target(rcv["Slipway"], half_bare, "0.5 x bare"),
+             run_target(rcv["Probot"], at_probot, "1.0 x Probot"),
+             run_target(rcv["Slipway"], at_probot, "1.0 x Probot")]
+        ctx.update(a=a, b=b)
+
+        target_ok = (a["Slipway"].rate >= TARGET_RATIO * a["bare"].rate and b[1].p99_ms < TARGET_P99_MS)
+        want_profile = args.profile == "always" or (args.profile == "auto" and not target_ok)
+        if want_profile and not pyspy:
+            ctx["profile_note"] = ("Profile: not taken, py-spy is not installed "
+                                   "(`.venv/bin/pip install py-spy`, then re-run).")
+        elif want_profile and wrk:
+            ctx["profile"] = take_profile(pyspy, rcv["Slipway"], wrk, db, redis, args, n_warm, n_main, run.dir)
+
+        ctx.update(
+            date=dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), machine=common.machine_facts(),
+            versions=versions(db, redis, wrk.version if wrk else None, probot), command=common.command_line(),
+            workers=args.workers, server_argv=shlex.join(granian_argv(web_options(args.workers), 0, "bare_receiver:app")),
+            pg_settings=pg_settings(db), redis_db=redis.index, slipway_state=checks["Slipway"]["state"],
+            checks={name: c["checks"] for name, c in checks.items()}, body_size=reqs.body_size,
+            connections=args.connections, duration=D, busy_before=busy_before,
+            gen_a=(wrk.settings(args.connections, slice_s, args.rounds) if wrk else
+                   f"Python closed loop (bench/ingest.py drive(): one selector loop, non-blocking sockets), "
+                   f"{args.connections} connections, {args.rounds} slices of {slice_s} s per receiver, alternating, "
+                   f"after a {WARMUP_S} s warm-up each; latency from the connect"),
+            gen_b=(f"Python open-loop generator in the benchmark process (bench/ingest.py drive(): one selector loop, "
+                   f"non-blocking sockets, a new connection per request), request i due at t0 + i/rate, "
+                   f"{PACED_WARMUP_S} s lead-in then {D} s measured, at most 256 requests in flight (later ones wait and "
+                   "their wait counts); latency from the due time to the answer's last byte, including the connect"),
+        )
+
+    section = render_section(ctx, existing_notes())
+    print(section)
+    if args.no_write:
+        log("--no-write: docs/benchmarks.md left as it was")
+    else:
+        write_doc(section)
+        log(f"wrote the Ingest section of {DOC.relative_to(ROOT)}")
+    return 0
+
+
+def take_profile(pyspy: str, sw: Receiver, wrk: Wrk, db: Database, redis: RedisSpace, args: argparse.Namespace,
+                 n_warm: int, n_main: int, out_dir: Path) -> dict[str, Any]:
+    """py-spy on Slipway's granian workers during an extra run (a)."""
+    log("profiling Slipway's workers with py-spy during an extra run (a)")
+    reset_store(db, redis)
+    secs = max(5, min(args.duration, 10))
+    tag = secrets.token_hex(4)
+
+    def load() -> dict[str, Any]:
+        return wrk.run(sw.port, args.connections, secs + 2, n_warm, n_main, False, tag)
+
+    prof = profile_slipway(pyspy, sw.proc, load, secs, out_dir)
+    lr = prof["load"]
+    prof["rate"] = lr["n202"] / (lr["duration_us"] / 1e6)
+    prof["workers"] = sw.workers
+    prof["how"] = (f"Two `py-spy record --subprocesses --nonblocking --rate 100` samplers (one with `--idle`, one "
+                   f"with `--gil`) on the granian master for {secs} s while wrk ran the load of (a) "
+                   f"(`-c{args.connections}`; {prof['rate']:,.0f} stored/s under the samplers).")
+    wall = prof["wall"]
+    log("profile (wall): " + "; ".join(f"{n} {100 * c / max(1, wall['samples']):.0f} %"
+                                      for n, c in sorted(wall["parts"].items(), key=lambda kv: -kv[1])[:8]))
+    return prof
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -1109,13 +1131,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="run (a) in this many alternating slices per receiver (default 5: 5 x 2 s each with "
                         "--duration 10), so load from outside falls on both receivers alike")
     p.add_argument("--workers", type=int, default=2 * cores,
-                   help=f"gunicorn workers for both receivers (default: Slipway's WEB_CONCURRENCY default, 2 x cores = {2 * cores})")
+                   help=f"granian workers for Slipway and the bare receiver (default: Slipway's WEB_CONCURRENCY default, 2 x cores = {2 * cores})")
     p.add_argument("--no-write", action="store_true", help="print the results only; do not touch docs/benchmarks.md")
     p.add_argument("--profile", choices=["auto", "always", "never"], default="auto",
                    help="py-spy profile of Slipway in an extra run: when the target is missed (auto), always or never")
     p.add_argument("--wait-quiet", type=int, default=20, metavar="SECONDS",
                    help="wait up to this long for other processes to leave the CPU before measuring (default 20)")
-    p.add_argument("--redis-db", type=int, default=None, help="Redis database index (default: the first empty one)")
+    p.add_argument("--what-if", action="store_true",
+                   help="also run (a) against a Slipway whose PostgreSQL sessions have synchronous_commit=off")
     p.add_argument("--python-generator", action="store_true", help="use the Python generator for run (a) even if wrk is installed")
     args = p.parse_args(argv)
     if not 1 <= args.duration <= 60:
@@ -1129,261 +1152,5 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def command_line() -> str:
-    exe = Path(sys.executable)
-    with contextlib.suppress(ValueError):
-        exe = exe.relative_to(ROOT)
-    script = Path(sys.argv[0]).resolve()
-    with contextlib.suppress(ValueError):
-        script = script.relative_to(ROOT)
-    return shlex.join([str(exe), str(script), *sys.argv[1:]])
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    D = args.duration
-    budget = 60 + 2 * (WARMUP_S + D + 3) + 2 * (PACED_WARMUP_S + D + 6) + (D + 25)
-    log(f"time budget {budget} s after the quiet wait (stops itself after that)")
-
-    def on_alarm(*_: object) -> None:
-        raise TimeBudgetExceeded(f"the benchmark took longer than its {budget} s budget")
-
-    def on_term(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
-
-    wrk_exe = None if args.python_generator else shutil.which("wrk")
-    pyspy = shutil.which("py-spy", path=f"{BIN}:{os.environ.get('PATH', '')}")
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    workdir = RESULTS / f"ingest-{stamp}"
-    workdir.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(24)
-    reqs = Requests(secret)
-    log(f"body: {reqs.body_size:,} bytes (pull_request.opened); work files in {workdir.relative_to(ROOT)}")
-    busy_before = machine_busy(1.0)
-    waited = 1
-    while busy_before > 25 and waited < args.wait_quiet:
-        if waited == 1:
-            log(f"the machine is {busy_before:.0f} % busy; waiting up to {args.wait_quiet} s for it to calm down")
-        busy_before = machine_busy(1.0)
-        waited += 1
-    if busy_before > 25:
-        log(f"WARNING: the machine was {busy_before:.0f} % busy before the run; other processes skew the figures")
-
-    signal.alarm(budget)
-    from slipway.settings import Settings
-
-    fields = [f.lower() for f in Settings.model_fields]
-    opts = web_options(args.workers)
-    servers: list[Server] = []
-    db: Database | None = None
-    redis: RedisDb | None = None
-    ctx: dict[str, Any] = {}
-    try:
-        db = Database(PG_ADMIN)
-        db.create()
-        redis = RedisDb(REDIS_BASE, args.redis_db)
-        log(f"Redis db {redis.index} (flushed)")
-        sw_port, bare_port = free_port(), free_port()
-        env = slipway_env(fields, db.url, redis.url, secret, sw_port, args.workers)
-        up = subprocess.run([str(BIN / "slipway"), "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120)
-        if up.returncode != 0:
-            raise BenchError(f"slipway db upgrade failed: {up.stderr[-2000:]}")
-        slipway = Server("slipway", [str(BIN / "slipway"), "serve"], env, sw_port, workdir / "slipway.log", workdir)
-        bare_env = {**{k: v for k, v in os.environ.items() if k.lower() not in fields},
-                    "WEBHOOK_SECRET": secret, "PYTHONUNBUFFERED": "1"}
-        bare_argv = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{bare_port}", "--workers", str(opts["workers"]),
-                     "--worker-class", opts["worker_class"], "--timeout", str(opts["timeout"]),
-                     "--graceful-timeout", str(opts["graceful_timeout"]), "--keep-alive", str(opts["keepalive"]),
-                     "--log-level", "warning", "--error-logfile", "-", "--chdir", str(HERE), "bare_receiver:app"]
-        bare = Server("bare", bare_argv, bare_env, bare_port, workdir / "bare.log", workdir)
-        for s in (slipway, bare):
-            servers.append(s)
-            s.start()
-        slipway.wait_ready("/healthz", args.workers)
-        bare.wait_ready("/", args.workers)
-
-        chk_sw = check_receiver("slipway", sw_port, reqs, slipway=True)
-        chk_bare = check_receiver("bare", bare_port, reqs, slipway=False)
-
-        threads = max(1, min(len(os.sched_getaffinity(0)), args.connections))
-        n_warm, n_main = POOL_RATE * WARMUP_S, POOL_RATE * D + args.rounds + 1
-        wrk = Wrk(wrk_exe, workdir, reqs, n_warm + n_main, threads) if wrk_exe else None
-
-        slice_s = max(1, D // args.rounds)  # wrk takes whole seconds
-        per_slice = int(POOL_RATE * slice_s) + 1
-
-        def run_max(receivers: list[tuple[str, Server, bool]]) -> dict[str, RunResult]:
-            """(a): a warm-up each, then `rounds` slices of D/rounds seconds, alternating between the receivers,
-            so that load from outside the benchmark falls on both alike."""
-            tags = {name: secrets.token_hex(4) for name, _, _ in receivers}
-            outs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in receivers}
-            cpus: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in receivers}
-            warm_202: dict[str, int] = {}
-            for name, server, store in receivers:
-                if store:
-                    db.reset()  # type: ignore[union-attr]
-                    redis.flush()  # type: ignore[union-attr]
-                if wrk:
-                    w = wrk.run(server.port, args.connections, WARMUP_S, 0, n_warm, not store, tags[name])
-                else:
-                    w = run_closed(server.port, reqs, tags[name], 0, args.connections, WARMUP_S)
-                warm_202[name] = w["n202"]
-            for r in range(args.rounds):
-                for name, server, store in receivers:
-                    time.sleep(0.3)
-                    first = n_warm + r * per_slice
-                    with CpuMeter(server.proc.pid, db.name) as cpu:  # type: ignore[union-attr]
-                        if wrk:
-                            out = wrk.run(server.port, args.connections, slice_s, first, per_slice, not store,
-                                          tags[name])
-                        else:
-                            out = run_closed(server.port, reqs, tags[name], 100_000_000 + first, args.connections,
-                                             slice_s)
-                    outs[name].append(out)
-                    cpus[name].append(cpu.percent())
-            results = {}
-            for name, server, store in receivers:
-                out = merge_slices(outs[name])
-                cpu = {k: sum(c[k] for c in cpus[name]) / len(cpus[name]) for k in cpus[name][0]}
-                res = RunResult(name, "max", out["duration_us"] / 1e6, out["requests"], out["n202"], out["err_status"],
-                                out.get("errors", 0) + sum(out.get(k, 0) for k in ("err_connect", "err_read",
-                                                                                     "err_write", "err_timeout")),
-                                out["p50_us"] / 1000, out["p99_us"] / 1000, out["max_us"] / 1000, cpu=cpu)
-                if out.get("wrapped") and store:
-                    res.note = f"pool exhausted {out['wrapped']} times"
-                if store:
-                    time.sleep(1.0)  # let the workers finish what wrk abandoned at the end of each slice
-                    res.rows_stored = db.count()  # type: ignore[union-attr]
-                    res.queued_jobs = redis.queue_length()  # type: ignore[union-attr]
-                    answered = res.n202 + warm_202[name]
-                    res.note = (res.note + "; " if res.note else "") + f"incl. warm-up; 202s incl. warm-up {answered:,}"
-                    if res.rows_stored < answered:
-                        raise BenchError(f"Slipway answered 202 {answered} times but stored only {res.rows_stored} rows")
-                log(f"(a) {name}: {res.rate:,.0f} req/s, p50 {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms, "
-                    f"non-2xx {res.non2xx}, socket errors {res.socket_errors}, 202s {res.n202}, other CPU "
-                    f"{res.cpu['other']:.0f} %" + (f", rows {res.rows_stored}, RQ jobs {res.queued_jobs}" if store else ""))
-                results[name] = res
-            return results
-
-        def run_target(name: str, server: Server, rate: float, *, store: bool) -> RunResult:
-            tag = secrets.token_hex(4)
-            if store:
-                db.reset()  # type: ignore[union-attr]
-                redis.flush()  # type: ignore[union-attr]
-            with CpuMeter(server.proc.pid, db.name) as cpu:  # type: ignore[union-attr]
-                out = run_paced(server.port, reqs, tag, 200_000_000, rate, D)
-            non2xx = sum(v for k, v in out["statuses"].items() if not 200 <= k < 300)
-            # req/s over the time it took to answer them: the window plus the tail that came after it
-            res = RunResult(name, "paced", D + out["drain_s"], out["completed"], out["n202"], non2xx, out["errors"],
-                            out["p50_ms"],
-                            out["p99_ms"], out["max_ms"], offered_rate=rate, cpu=cpu.percent())
-            if store:
-                time.sleep(0.5)
-                stored = db.guids()  # type: ignore[union-attr]
-                res.rows_stored = len(stored)
-                res.rows_missing = sum(1 for g in out["ok_guids"] if g not in stored)
-                res.queued_jobs = redis.queue_length()  # type: ignore[union-attr]
-                res.note = f"incl. {PACED_WARMUP_S} s lead-in; 202s missing: {res.rows_missing}"
-                if res.rows_missing:
-                    raise BenchError(f"{res.rows_missing} deliveries answered 202 are not in the table")
-            log(f"(b) {name} at {rate:,.0f}/s: {res.rate:,.0f} req/s, p50 {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms, "
-                f"max {res.max_ms:.0f} ms, non-2xx {non2xx}, errors {out['errors']}, drain {out['drain_s']:.2f} s"
-                + (f", rows {res.rows_stored}" if store else ""))
-            return res
-
-        a = run_max([("bare", bare, False), ("Slipway", slipway, True)])
-        ctx["a_bare"], ctx["a_slipway"] = a["bare"], a["Slipway"]
-        rate = TARGET_RATIO * ctx["a_bare"].rate
-        if rate < 1:
-            raise BenchError("the bare receiver answered no 202s; nothing to pace against")
-        ctx["b_bare"] = run_target("bare", bare, rate, store=False)
-        ctx["b_slipway"] = run_target("Slipway", slipway, rate, store=True)
-
-        a_sw, a_bare, b_sw = ctx["a_slipway"], ctx["a_bare"], ctx["b_slipway"]
-        target_ok = (a_sw.rate >= TARGET_RATIO * a_bare.rate and b_sw.p99_ms < TARGET_P99_MS)
-        want_profile = args.profile == "always" or (args.profile == "auto" and not target_ok)
-        if want_profile and not pyspy:
-            ctx["profile_note"] = ("Profile: not taken, py-spy is not installed "
-                                   "(`.venv/bin/pip install py-spy`, then re-run).")
-            log("target missed; install py-spy into the venv for a profile")
-        elif want_profile and wrk:
-            log("profiling Slipway's workers with py-spy during an extra run (a)")
-            db.reset()
-            redis.flush()
-            secs = max(5, min(D, 10))
-            tag = secrets.token_hex(4)
-
-            def load() -> dict[str, Any]:
-                return wrk.run(slipway.port, args.connections, secs + 2, n_warm, n_main, False, tag)
-
-            prof = profile_slipway(pyspy, slipway, load, secs, workdir)
-            lr = prof["load"]
-            prof["rate"] = lr["n202"] / (lr["duration_us"] / 1e6)
-            prof["workers"] = opts["workers"]
-            prof["how"] = (f"Two `py-spy record --subprocesses --nonblocking --rate 100` samplers (one with `--idle`, one "
-                           f"with `--gil`) on the gunicorn master for {secs} s while wrk ran the load of (a) "
-                           f"(`-c{args.connections}`; {prof['rate']:,.0f} stored/s under the samplers).")
-            ctx["profile"] = prof
-            wall = prof["wall"]
-            log("profile (wall): " + "; ".join(f"{n} {100 * c / wall['samples']:.0f} %"
-                                              for n, c in sorted(wall["parts"].items(), key=lambda kv: -kv[1])[:8]))
-
-        ctx.update(
-            date=dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), machine=machine_facts(),
-            versions=versions(db, redis, wrk.version if wrk else None), command=command_line(),
-            workers=opts["workers"], worker_class=opts["worker_class"], pg_settings=pg_settings(db),
-            redis_db=redis.index, slipway_state=chk_sw["state"], checks_slipway=chk_sw["checks"],
-            checks_bare=chk_bare["checks"], body_size=reqs.body_size, connections=args.connections, duration=D,
-            busy_before=busy_before,
-            gen_a=(wrk.settings(args.connections, slice_s, args.rounds) if wrk else
-                   f"Python closed loop (bench/ingest.py drive(): one selector loop, non-blocking sockets), "
-                   f"{args.connections} connections, {args.rounds} slices of {slice_s} s per receiver, alternating, "
-                   f"after a {WARMUP_S} s warm-up each; latency from the connect"),
-            gen_b=(f"Python open-loop generator in the benchmark process (bench/ingest.py drive(): one selector loop, "
-                   f"non-blocking sockets, a new connection per request as with wrk against gunicorn sync), request i due at t0 + i/rate with "
-                   f"rate = {TARGET_RATIO} × the bare receiver's rate in (a) = {rate:,.0f} req/s, {PACED_WARMUP_S} s "
-                   f"lead-in then {D} s measured, at most 256 requests in flight (later ones wait and their wait "
-                   "counts); latency from the due time to the answer's last byte, including the connect"),
-        )
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for s in servers:
-            with contextlib.suppress(Exception):
-                s.stop()
-        if redis:
-            with contextlib.suppress(Exception):
-                redis.close()
-                log(f"flushed Redis db {redis.index}")
-        if db:
-            try:
-                db.drop()
-            except Exception as exc:  # noqa: BLE001
-                log(f"could not drop database {db.name}: {exc}")
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-    section = render_section(ctx, existing_notes())
-    print(section)
-    if args.no_write:
-        log("--no-write: docs/benchmarks.md left as it was")
-    else:
-        write_doc(section)
-        log(f"wrote the Ingest section of {DOC.relative_to(ROOT)}")
-    return 0
-
-
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        log("interrupted; servers stopped, database dropped")
-        sys.exit(130)
-    except BenchError as exc:
-        log(f"FAILED: {exc}")
-        sys.exit(1)
+    common.run_main(main)

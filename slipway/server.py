@@ -1,34 +1,60 @@
-"""Process runners: the web server (gunicorn) and the RQ worker."""
+"""Process runners: the web server (granian in production, gunicorn in embedded mode) and the RQ worker."""
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 from slipway.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# granian's own log lines go through Slipway's logging (JSON or text, redacted) instead of its console handler.
+GRANIAN_LOGGING = {"loggers": {"_granian": {"handlers": [], "propagate": True},
+                               "granian.access": {"handlers": [], "propagate": True}}}
+
 
 def _web_options(settings: Settings) -> dict[str, Any]:
-    """gunicorn options: one threaded process in embedded mode, WEB_CONCURRENCY processes in production."""
-    opts: dict[str, Any] = {"bind": f"{settings.host}:{settings.port}", "accesslog": None, "errorlog": "-",
-                            "loglevel": settings.log_level, "timeout": 30, "graceful_timeout": 20,
-                            "keepalive": 5}
-    if settings.embedded:
-        # One process: the in-process queue and its worker thread must live beside the web threads.
-        opts.update(workers=1, worker_class="gthread", threads=8)
-    else:
-        opts.update(workers=max(1, settings.web_concurrency), worker_class="sync")
-    return opts
+    """gunicorn options of the embedded mode: one threaded process, the in-process worker thread beside it."""
+    return {"bind": f"{settings.host}:{settings.port}", "accesslog": None, "errorlog": "-",
+            "loglevel": settings.log_level, "timeout": 30, "graceful_timeout": 20, "keepalive": 5,
+            "workers": 1, "worker_class": "gthread", "threads": 8}
+
+
+def granian_options(settings: Settings) -> dict[str, Any]:
+    """granian options of the production mode (reference/ingest-performance.md: ~1.8x gunicorn sync).
+
+    WSGI over HTTP/1 with one blocking thread per worker process (a request holds the GIL nearly all the
+    time, more threads only add switching), WEB_CONCURRENCY workers, a crashed worker started again.
+    """
+    return {"address": settings.host, "port": settings.port, "interface": "wsgi", "http": "1",
+            "workers": max(1, settings.web_concurrency), "blocking_threads": 1, "respawn_failed_workers": True,
+            "respawn_interval": 0.5, "workers_kill_timeout": 20, "log_level": _granian_level(settings.log_level),
+            "log_access": False}
+
+
+def _granian_level(level: str) -> str:
+    """granian's name for a logging level ("warning", "info", ...)."""
+    return level.lower() if level.lower() in ("critical", "error", "warning", "info", "debug") else "info"
 
 
 def run(settings: Settings) -> None:
     """Serve HTTP until stopped."""
+    mode = "embedded (SQLite + in-process queue)" if settings.embedded else "production (Redis + RQ)"
+    log.info("slipway serving on http://%s:%s in %s mode", settings.host, settings.port, mode)
+    if settings.embedded:
+        _run_gunicorn(settings)
+    else:
+        _run_granian(settings)
+
+
+def _run_gunicorn(settings: Settings) -> None:
+    """One gunicorn gthread process: the in-process queue and its worker thread live beside the web threads."""
     from gunicorn.app.base import BaseApplication
 
     class SlipwayWeb(BaseApplication):  # type: ignore[misc]
-        """gunicorn application that builds Slipway inside each worker process (after the fork)."""
+        """gunicorn application that builds Slipway inside its worker process (after the fork)."""
 
         def load_config(self) -> None:
             for key, value in _web_options(settings).items():
@@ -37,9 +63,63 @@ def run(settings: Settings) -> None:
         def load(self) -> Any:
             return build_web(settings)
 
-    mode = "embedded (SQLite + in-process queue)" if settings.embedded else "production (Redis + RQ)"
-    log.info("slipway serving on http://%s:%s in %s mode", settings.host, settings.port, mode)
     SlipwayWeb().run()
+
+
+def _run_granian(settings: Settings) -> None:
+    """granian with WEB_CONCURRENCY forked workers, each building Slipway after the fork.
+
+    granian replaces a crashed worker, but gives up and exits when the same worker crashes again within
+    5.5 s; gunicorn never gives up. The web tier must keep answering, so granian is started again then.
+    """
+    import signal
+    import time
+
+    _preload()
+    quick = 0
+    while True:
+        server = _granian(settings)
+        started = time.monotonic()
+        try:
+            server.serve(target_loader=partial(build_web, settings), wrap_loader=False)
+            return
+        except SystemExit:
+            if server.interrupt_signal:  # SIGTERM/SIGINT: a normal stop
+                raise
+        finally:
+            # granian's handlers only set flags on the server that just ended
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        quick = quick + 1 if time.monotonic() - started < 60 else 1
+        if quick > MAX_QUICK_RESTARTS:  # workers that die at once (a broken configuration): give up
+            log.error("granian stopped %d times in a row within a minute of starting; exiting", quick - 1)
+            raise SystemExit(1)
+        log.error("granian stopped because its workers kept crashing; serving again")
+        time.sleep(0.2)
+
+
+MAX_QUICK_RESTARTS = 20
+
+
+def _granian(settings: Settings) -> Any:
+    """A granian server with Slipway's options."""
+    from granian import Granian
+    from granian.constants import HTTPModes, Interfaces
+    from granian.log import LogLevels
+
+    opts = granian_options(settings)
+    opts.update(interface=Interfaces(opts["interface"]), http=HTTPModes(opts["http"]),
+                log_level=LogLevels(opts["log_level"]), log_dictconfig=GRANIAN_LOGGING)
+    return Granian("slipway.server:build_web", **opts)
+
+
+def _preload() -> None:
+    """Import the web app's modules before forking (nothing is created at import), so a new worker starts fast."""
+    import app.dashboard  # noqa: F401
+    import app.deploy_api  # noqa: F401
+    import app.read_api  # noqa: F401
+    import app.webhooks  # noqa: F401
+    import workers.sweeper  # noqa: F401
 
 
 def build_web(settings: Settings) -> Any:
