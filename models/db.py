@@ -105,6 +105,14 @@ def _dialect_insert(conn: Any, model: Any) -> Any:
     return mod.insert(model)
 
 
+@contextmanager
+def reading(engine: Engine) -> Iterator[Any]:
+    """A connection for reads that need no transaction around them: each statement is one round trip
+    (no BEGIN before it, no ROLLBACK when the connection goes back to the pool)."""
+    with engine.connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
 @functools.cache
 def _ignoring_insert(dialect: str, table: Any, returning: tuple[Any, ...]) -> Any:
     """INSERT .. ON CONFLICT DO NOTHING RETURNING .., built once per table: the columns come from the

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from models import Deployment, DeploymentStatus
 from models.base import utcnow
-from models.db import insert_or_get
+from models.db import insert_or_get, reading
 from workers.github import Repo
 from workers.record import SLIPWAY_PAYLOAD, ensure_environment, parse_time, record_status, slipway_payload
 
@@ -100,7 +100,7 @@ def post_status(engine: Engine, repo: Repo, deployment_id: int, github_deploymen
     """
     key = f"{key or _key_of(engine, deployment_id)}/{state}"
     if not new_deployment:
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             if conn.execute(select(DeploymentStatus.id).where(DeploymentStatus.key == key)).first():
                 return False
     existing = None if new_deployment else next(
@@ -113,13 +113,14 @@ def post_status(engine: Engine, repo: Repo, deployment_id: int, github_deploymen
         _link_status(engine, deployment_id, mirror_of, int(posted["id"]), key)
         return existing is None
     with engine.begin() as conn:
-        record_status(conn, deployment_id, state=state, created_at=parse_time(posted.get("created_at")),
-                      github_status_id=posted.get("id"), description=description[:140] or None,
-                      environment_url=environment_url, log_url=log_url, source="slipway",
-                      delivery_guid=delivery_guid, key=key)
-        # The echo of this status may have been recorded first (without our key): give it the key.
-        conn.execute(update(DeploymentStatus).where(DeploymentStatus.github_status_id == posted.get("id"),
-                                                    DeploymentStatus.key.is_(None)).values(key=key))
+        new = record_status(conn, deployment_id, state=state, created_at=parse_time(posted.get("created_at")),
+                            github_status_id=posted.get("id"), description=description[:140] or None,
+                            environment_url=environment_url, log_url=log_url, source="slipway",
+                            delivery_guid=delivery_guid, key=key)
+        if not new:
+            # The echo of this status was recorded first (same GitHub id, without our key): give it the key.
+            conn.execute(update(DeploymentStatus).where(DeploymentStatus.github_status_id == posted.get("id"),
+                                                        DeploymentStatus.key.is_(None)).values(key=key))
     return existing is None
 
 
@@ -140,7 +141,7 @@ def _link_status(engine: Engine, deployment_id: int, status_id: int, github_stat
 
 def _key_of(engine: Engine, deployment_id: int) -> str:
     """The idempotency key of a local deployment (its GitHub id stands in for deployments Slipway did not make)."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(select(Deployment.key, Deployment.github_deployment_id)
                            .where(Deployment.id == deployment_id)).one()
     return row.key or f"gh-{row.github_deployment_id}"

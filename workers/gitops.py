@@ -17,7 +17,7 @@ from sqlalchemy import and_, exists, select, update
 from models import Candidate as CandidateRow
 from models import Decision, Deployment, Environment
 from models.base import utcnow
-from models.db import insert_or_get
+from models.db import insert_or_get, reading
 from models.gitops import OPEN
 from slipway.runtime import Runtime
 from workers import provisioners
@@ -65,7 +65,7 @@ def propose(rt: Runtime, repo: Repo, cfg: RepoConfig, cand: Candidate, t: Target
 
 def _supersede_older(rt: Runtime, repo: Repo, row: Any) -> None:
     """An old commit is never deployed over a newer one: older open candidates end here."""
-    with rt.engine.connect() as conn:
+    with reading(rt.engine) as conn:
         older = list(conn.execute(select(CandidateRow).where(
             CandidateRow.repository == row.repository, CandidateRow.environment == row.environment,
             CandidateRow.state.in_(OPEN), CandidateRow.ordinal < row.ordinal, CandidateRow.id != row.id)))
@@ -80,7 +80,7 @@ def evaluate(rt: Runtime, repo: Repo, cfg: RepoConfig | None, candidate_id: int,
 
     `row` is the candidate as this job has just read it (propose), saving a read.
     """
-    with rt.engine.connect() as conn:
+    with reading(rt.engine) as conn:
         if row is None:
             row = conn.execute(select(CandidateRow).where(CandidateRow.id == candidate_id)).one()
         if row.state not in OPEN:

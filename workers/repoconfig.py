@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from models import RepoConfig as ConfigRow
 from models.base import utcnow
-from models.db import upsert
+from models.db import reading, upsert
 from slipway.runtime import Runtime
 from workers.github import Repo
 from workers.policy import CONFIG_PATH, RepoConfig, config_status, merge_config, parse_config
@@ -29,12 +29,23 @@ def server_defaults(rt: Runtime) -> RepoConfig | None:
 def load(rt: Runtime, repo: Repo, default_branch: str, *, refresh: bool = False,
          status_sha: str | None = None) -> RepoConfig:
     """The repository's effective configuration; the last good file stays in force while the new one is invalid."""
-    with rt.engine.connect() as conn:
+    with reading(rt.engine) as conn:
         row = conn.execute(select(ConfigRow).where(ConfigRow.repository == repo.full_name)).first()
     if row is None or refresh:
         row = _fetch(rt, repo, default_branch, status_sha, previous=row)
-    good = parse_config(row.good_text) if row.good_text else None
-    return merge_config(server_defaults(rt), good)
+    return effective(rt, row.good_text)
+
+
+def effective(rt: Runtime, good_text: str | None) -> RepoConfig:
+    """The configuration a file's text gives over the server defaults, parsed once per text in this process
+    (parsing YAML and validating it cost more than the rest of a push's own work; the models are frozen)."""
+    cache: dict[str | None, RepoConfig] = rt.extras.setdefault("effective_configs", {})
+    cfg = cache.get(good_text)
+    if cfg is None:
+        if len(cache) >= 1024:  # many repositories: start over rather than grow without bound
+            cache.clear()
+        cfg = cache[good_text] = merge_config(server_defaults(rt), parse_config(good_text) if good_text else None)
+    return cfg
 
 
 def _fetch(rt: Runtime, repo: Repo, default_branch: str, status_sha: str | None, previous: object) -> ConfigRow:

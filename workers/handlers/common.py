@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import select
 
 from models import Decision, Installation
 from models.base import utcnow
+from models.db import reading
 from workers.events import Event, Ignored
 from workers.github import Repo
 
@@ -18,9 +19,10 @@ def repo_for(event: Event) -> Repo:
         raise Ignored("GitHub actions are off: APP_ID and PRIVATE_KEY are not set")
     if not event.installation_id or not event.repository:
         raise Ignored("the payload names no installation or repository")
-    with Session(event.rt.engine) as session:
-        inst = session.get(Installation, event.installation_id)
-    if inst is not None and not inst.active:
+    t = Installation.__table__.c
+    with reading(event.rt.engine) as conn:
+        inst = conn.execute(select(t.suspended_at, t.deleted_at).where(t.id == event.installation_id)).first()
+    if inst is not None and (inst.suspended_at is not None or inst.deleted_at is not None):
         raise Ignored(f"installation {event.installation_id} is suspended or deleted")
     return event.rt.github().repo(event.installation_id, event.repository)
 
