@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-n", type=int, default=200)
     p.add_argument("--top", type=int, default=35)
     p.add_argument("--no-profile", action="store_true")
+    p.add_argument("--rq", action="store_true", help="through RQ: queue the GUIDs and run `slipway worker --burst` "
+                                                   "(slipway.server.run_worker) in this process")
     args = p.parse_args(argv)
 
     from slipway import runtime
@@ -80,7 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         t0, c0 = time.perf_counter(), time.thread_time()
         if not args.no_profile:
             prof.enable()
-        states = Counter(jobs.process_delivery(g) for g in guids)
+        if args.rq:
+            from slipway.server import run_worker
+
+            rt.transport.enqueue(guids)
+            run_worker(settings, burst=True)
+            states = Counter(_states(rt, guids))
+        else:
+            states = Counter(jobs.process_delivery(g) for g in guids)
         prof.disable()
         wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
         n = len(guids)
@@ -117,6 +126,16 @@ def _by_package(stats: pstats.Stats) -> dict[str, float]:
                 next((p.removesuffix(".py") for p in parts[-1:] if p.removesuffix(".py") in PACKAGES), "other")
         out[label] += tt
     return dict(out)
+
+
+def _states(rt, guids: list[str]) -> list[str]:  # noqa: ANN001
+    """The deliveries' states after an RQ run."""
+    from sqlalchemy import select
+
+    from models import Delivery
+
+    with rt.engine.connect() as conn:
+        return list(conn.execute(select(Delivery.state).where(Delivery.guid.in_(guids))).scalars())
 
 
 def _store(rt, d) -> None:  # noqa: ANN001

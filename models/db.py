@@ -106,9 +106,10 @@ def _dialect_insert(conn: Any, model: Any) -> Any:
 
 
 @contextmanager
-def reading(engine: Engine) -> Iterator[Any]:
-    """A connection for reads that need no transaction around them: each statement is one round trip
-    (no BEGIN before it, no ROLLBACK when the connection goes back to the pool)."""
+def autocommit(engine: Engine) -> Iterator[Any]:
+    """A connection on which each statement is its own transaction, for single reads and single-statement
+    writes (which are atomic by themselves): one round trip each, where `engine.begin()` adds a BEGIN
+    and a COMMIT, and `engine.connect()` a BEGIN and a ROLLBACK."""
     with engine.connect() as conn:
         yield conn.execution_options(isolation_level="AUTOCOMMIT")
 

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from models import Deployment, DeploymentStatus
 from models.base import utcnow
-from models.db import insert_or_get, reading
+from models.db import insert_or_get, autocommit
 from workers.github import Repo
 from workers.record import SLIPWAY_PAYLOAD, ensure_environment, parse_time, record_status, slipway_payload
 
@@ -80,7 +80,7 @@ def ensure_deployment(engine: Engine, repo: Repo, p: Planned) -> Ensured:
         found = repo.create_deployment(ref=p.sha or p.ref, environment=p.environment, payload=payload,
                                        description=p.description, transient=p.kind in TRANSIENT_KINDS,
                                        production=p.production, task=p.task)
-    with engine.begin() as conn:
+    with autocommit(engine) as conn:
         conn.execute(update(Deployment).where(Deployment.id == row.id, Deployment.github_deployment_id.is_(None))
                      .values(github_deployment_id=int(found["id"]), created_at=parse_time(found.get("created_at"))
                              or row.created_at, updated_at=utcnow()))
@@ -100,7 +100,7 @@ def post_status(engine: Engine, repo: Repo, deployment_id: int, github_deploymen
     """
     key = f"{key or _key_of(engine, deployment_id)}/{state}"
     if not new_deployment:
-        with reading(engine) as conn:
+        with autocommit(engine) as conn:
             if conn.execute(select(DeploymentStatus.id).where(DeploymentStatus.key == key)).first():
                 return False
     existing = None if new_deployment else next(
@@ -141,7 +141,7 @@ def _link_status(engine: Engine, deployment_id: int, status_id: int, github_stat
 
 def _key_of(engine: Engine, deployment_id: int) -> str:
     """The idempotency key of a local deployment (its GitHub id stands in for deployments Slipway did not make)."""
-    with reading(engine) as conn:
+    with autocommit(engine) as conn:
         row = conn.execute(select(Deployment.key, Deployment.github_deployment_id)
                            .where(Deployment.id == deployment_id)).one()
     return row.key or f"gh-{row.github_deployment_id}"

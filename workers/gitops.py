@@ -17,7 +17,7 @@ from sqlalchemy import and_, exists, select, update
 from models import Candidate as CandidateRow
 from models import Decision, Deployment, Environment
 from models.base import utcnow
-from models.db import insert_or_get, reading
+from models.db import insert_or_get, autocommit
 from models.gitops import OPEN
 from slipway.runtime import Runtime
 from workers import provisioners
@@ -65,7 +65,7 @@ def propose(rt: Runtime, repo: Repo, cfg: RepoConfig, cand: Candidate, t: Target
 
 def _supersede_older(rt: Runtime, repo: Repo, row: Any) -> None:
     """An old commit is never deployed over a newer one: older open candidates end here."""
-    with reading(rt.engine) as conn:
+    with autocommit(rt.engine) as conn:
         older = list(conn.execute(select(CandidateRow).where(
             CandidateRow.repository == row.repository, CandidateRow.environment == row.environment,
             CandidateRow.state.in_(OPEN), CandidateRow.ordinal < row.ordinal, CandidateRow.id != row.id)))
@@ -80,7 +80,7 @@ def evaluate(rt: Runtime, repo: Repo, cfg: RepoConfig | None, candidate_id: int,
 
     `row` is the candidate as this job has just read it (propose), saving a read.
     """
-    with reading(rt.engine) as conn:
+    with autocommit(rt.engine) as conn:
         if row is None:
             row = conn.execute(select(CandidateRow).where(CandidateRow.id == candidate_id)).one()
         if row.state not in OPEN:
@@ -124,7 +124,7 @@ def _apply(rt: Runtime, repo: Repo, row: Any, verdict: Verdict, delivery_guid: s
     _tell_commit(rt, repo, row, verdict)
     if verdict.verdict == "deploy":
         deploy(rt, repo, row, cfg, delivery_guid)
-    with rt.engine.begin() as conn:
+    with autocommit(rt.engine) as conn:
         conn.execute(update(CandidateRow).where(CandidateRow.id == row.id, CandidateRow.state.in_(OPEN)).values(
             state=_STATE_OF[verdict.verdict], reason="; ".join(verdict.reasons)[:2000],
             not_before=verdict.not_before, updated_at=utcnow()))
@@ -132,7 +132,7 @@ def _apply(rt: Runtime, repo: Repo, row: Any, verdict: Verdict, delivery_guid: s
 
 def _record_decision(rt: Runtime, row: Any, verdict: Verdict, delivery_guid: str | None) -> None:
     """Store the decision with its reasons, the commit, the environment and the delivery."""
-    with rt.engine.begin() as conn:
+    with autocommit(rt.engine) as conn:
         conn.execute(Decision.__table__.insert().values(
             repository=row.repository, environment=row.environment, sha=row.sha, verdict=verdict.verdict,
             reasons=list(verdict.reasons), delivery_guid=delivery_guid, created_at=utcnow()))
@@ -148,7 +148,7 @@ def _tell_commit(rt: Runtime, repo: Repo, row: Any, verdict: Verdict) -> None:
     if row.last_commit_status == said:
         return
     repo.create_commit_status(row.sha, state=state, context=status_context(row.environment), description=description)
-    with rt.engine.begin() as conn:
+    with autocommit(rt.engine) as conn:
         conn.execute(update(CandidateRow).where(CandidateRow.id == row.id).values(last_commit_status=said))
 
 
@@ -159,7 +159,7 @@ def deploy(rt: Runtime, repo: Repo, row: Any, cfg: RepoConfig | None, delivery_g
                       description=f"Slipway: {row.reason or 'deploy'}"[:140], delivery_guid=delivery_guid,
                       production=row.production, environment_url=row.environment_url)
     dep_id, gh_id, created = ensure_deployment(rt.engine, repo, planned)
-    with rt.engine.begin() as conn:
+    with autocommit(rt.engine) as conn:
         conn.execute(update(CandidateRow).where(CandidateRow.id == row.id).values(deployment_id=dep_id))
     post_status(rt.engine, repo, dep_id, gh_id, "queued", description="queued by Slipway",
                 environment_url=row.environment_url, delivery_guid=delivery_guid,

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from models import Delivery
 from models.base import utcnow
+from models.db import autocommit
 
 # Backoff for retryable failures (server errors, timeouts); rate limits use GitHub's own wait.
 BACKOFF_SECONDS = (5, 30, 120, 300, 600, 900)
@@ -50,7 +51,7 @@ def _claim_statement() -> Any:
 def claim(engine: Engine, guid: str, lease_seconds: int) -> Claim | None:
     """Take a due delivery (or one whose worker died) for processing; None if another has it or it is done."""
     now = utcnow()
-    with engine.begin() as conn:
+    with autocommit(engine) as conn:
         row = conn.execute(_claim_statement(), {"b_guid": guid, "now": now,
                                                 "b_lease_until": now + timedelta(seconds=lease_seconds)}).first()
     return Claim(*row) if row else None
@@ -77,7 +78,7 @@ def finish(engine: Engine, c: Claim, state: str, note: str | None = None) -> boo
     failed = state == "failed"
     params = {"cid": c.id, "cattempts": c.attempts, "b_state": state, "b_finished_at": utcnow(),
               "b_error": note if failed else None, "b_note": note}
-    with engine.begin() as conn:
+    with autocommit(engine) as conn:
         return conn.execute(_finish_statement(failed), params).rowcount == 1
 
 

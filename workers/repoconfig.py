@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from models import RepoConfig as ConfigRow
 from models.base import utcnow
-from models.db import reading, upsert
+from models.db import autocommit, upsert
 from slipway.runtime import Runtime
 from workers.github import Repo
 from workers.policy import CONFIG_PATH, RepoConfig, config_status, merge_config, parse_config
@@ -29,7 +29,7 @@ def server_defaults(rt: Runtime) -> RepoConfig | None:
 def load(rt: Runtime, repo: Repo, default_branch: str, *, refresh: bool = False,
          status_sha: str | None = None) -> RepoConfig:
     """The repository's effective configuration; the last good file stays in force while the new one is invalid."""
-    with reading(rt.engine) as conn:
+    with autocommit(rt.engine) as conn:
         row = conn.execute(select(ConfigRow).where(ConfigRow.repository == repo.full_name)).first()
     if row is None or refresh:
         row = _fetch(rt, repo, default_branch, status_sha, previous=row)

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from models import Decision, Installation
 from models.base import utcnow
-from models.db import reading
+from models.db import autocommit
 from workers.events import Event, Ignored
 from workers.github import Repo
 
@@ -20,7 +20,7 @@ def repo_for(event: Event) -> Repo:
     if not event.installation_id or not event.repository:
         raise Ignored("the payload names no installation or repository")
     t = Installation.__table__.c
-    with reading(event.rt.engine) as conn:
+    with autocommit(event.rt.engine) as conn:
         inst = conn.execute(select(t.suspended_at, t.deleted_at).where(t.id == event.installation_id)).first()
     if inst is not None and (inst.suspended_at is not None or inst.deleted_at is not None):
         raise Ignored(f"installation {event.installation_id} is suspended or deleted")
