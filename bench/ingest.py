@@ -803,7 +803,9 @@ def render_section(ctx: dict[str, Any], notes: str) -> str:
     prof = ctx.get("profile")
     if prof:
         wall, gil = prof["wall"], prof["gil"]
-        per_req = prof["workers"] * 1000 / prof["rate"] if prof["rate"] else 0.0  # worker-ms per stored delivery
+        # Little's law: request threads busy on average (their samples / sampled seconds / 100 Hz) per delivery/s
+        busy = wall["samples"] / (prof["secs"] * 100)
+        per_req = busy * 1000 / prof["rate"] if prof["rate"] else 0.0  # thread-ms per stored delivery
         lines += [
             "",
             "### Where a Slipway worker's time goes (py-spy)",
@@ -813,7 +815,8 @@ def render_section(ctx: dict[str, Any], notes: str) -> str:
             f"{gil['samples'] + gil['background']:,} samples taken while a worker thread held the GIL, i.e. ran Python "
             "code (on a CPU, or runnable and waiting for one: on a saturated machine these add up to more than the "
             "CPU time). "
-            f"ms/request = share of wall time × {prof['workers']} workers / rate = share × {per_req:.2f} ms. "
+            f"On average {busy:.1f} request threads were inside a request (samples / {prof['secs']} s / 100 Hz); "
+            f"ms/request = share of wall time × {busy:.1f} / rate = share × {per_req:.2f} ms. "
             + (f"Besides the request thread, each worker has a background thread; it was busy (not waiting for work) "
                f"{100 * sum(n for p, n in wall['parts'].items() if p.startswith(BACKGROUND) and 'idle' not in p) / max(1, wall['samples']):.0f} % "
                "as long as the request threads ran. " if wall["background"] else "")
@@ -889,7 +892,7 @@ def web_options(workers: int) -> dict[str, Any]:
                                          log_level="warning", _env_file=None))
 
 
-def granian_argv(opts: dict[str, Any], port: int, target: str) -> list[str]:
+def granian_argv(opts: dict[str, Any], port: int | str, target: str) -> list[str]:
     """The granian command line with the options `slipway serve` passes to granian's Python API."""
     argv = [str(BIN / "granian"), "--host", "127.0.0.1", "--port", str(port), "--working-dir", str(HERE)]
     for key, value in opts.items():
@@ -1074,7 +1077,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx.update(
             date=dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), machine=common.machine_facts(),
             versions=versions(db, redis, wrk.version if wrk else None, probot), command=common.command_line(),
-            workers=args.workers, server_argv=shlex.join(granian_argv(web_options(args.workers), 0, "bare_receiver:app")),
+            workers=args.workers, server_argv=shlex.join(granian_argv(web_options(args.workers), "PORT", "bare_receiver:app")),
             pg_settings=pg_settings(db), redis_db=redis.index, slipway_state=checks["Slipway"]["state"],
             checks={name: c["checks"] for name, c in checks.items()}, body_size=reqs.body_size,
             connections=args.connections, duration=D, busy_before=busy_before,
@@ -1113,6 +1116,7 @@ def take_profile(pyspy: str, sw: Receiver, wrk: Wrk, db: Database, redis: RedisS
     lr = prof["load"]
     prof["rate"] = lr["n202"] / (lr["duration_us"] / 1e6)
     prof["workers"] = sw.workers
+    prof["secs"] = secs
     prof["how"] = (f"Two `py-spy record --subprocesses --nonblocking --rate 100` samplers (one with `--idle`, one "
                    f"with `--gil`) on the granian master for {secs} s while wrk ran the load of (a) "
                    f"(`-c{args.connections}`; {prof['rate']:,.0f} stored/s under the samplers).")
