@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
@@ -161,3 +161,39 @@ def test_any_arrival_order_reaches_the_same_final_state(make_runtime, sqlite_tem
     rnd.shuffle(shuffled)
     assert _final_state(make_runtime, sqlite_template, shuffled) == expected
     assert expected[1] == [("staging", "3" * 40, "success", "active", "https://three")]
+
+
+_STATES = ("pending", "queued", "in_progress", "success", "failure", "inactive")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(_STATES), st.integers(0, 5),
+                          st.one_of(st.none(), st.integers(1, 3))), min_size=1, max_size=12))
+@example([(0, "failure", 0, None), (1, "inactive", 1, None)])  # 'destroyed' must see the failed one
+@example([(0, "success", 3, 2), (1, "success", 3, 1), (2, "failure", 0, None)])  # ties on status_at
+def test_environment_from_its_deciding_deployments_equals_the_whole_history(make_runtime, mode, deployments) -> None:
+    """refresh_environment reads three deployments, not all: it must give environment_view's answer on all."""
+    from datetime import datetime, timedelta, timezone
+
+    from workers.history import DeploymentFact, environment_view
+    from workers.record import refresh_environment
+
+    rt = make_runtime(mode)
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    facts = []
+    with rt.engine.begin() as conn:
+        conn.execute(Environment.__table__.delete())  # hypothesis runs every example on this one database
+        conn.execute(Deployment.__table__.delete())
+        for created, state, status_at, gh in deployments:
+            # ties in time and GitHub id on purpose: the order must still match environment_view's
+            row = {"repository": factories.REPO, "environment": "staging", "status": state, "source": "webhook",
+                   "created_at": t0 + timedelta(minutes=created), "updated_at": t0,
+                   "status_at": t0 + timedelta(minutes=status_at), "github_deployment_id": gh and gh * 1000 + len(facts),
+                   "sha": f"{len(facts):040x}"}
+            dep_id = conn.execute(Deployment.__table__.insert().values(**row)).inserted_primary_key[0]
+            facts.append(DeploymentFact(dep_id, row["created_at"], state, row["status_at"], row["sha"], None, None,
+                                        row["github_deployment_id"]))
+        refresh_environment(conn, factories.REPO, "staging")
+        env = conn.execute(select(Environment)).one()
+    want = environment_view(facts)
+    assert (env.state, env.deployment_id, env.status, env.sha) == (want.state, want.deployment_id, want.status, want.sha)
