@@ -613,7 +613,7 @@ def classify(stack: str) -> str | None:
     if "verify_signature (" in stack:
         return "signature check (app/signatures.py verify_signature → githubkit verify, HMAC-SHA256)"
     if "_decode (app/webhooks.py" in stack:
-        return "JSON decode of the 25 KB body (app/webhooks.py _decode → json.loads)"
+        return "JSON decode of the 25 KB body (app/webhooks.py _decode → orjson.loads)"
     if "get_data" in stack or "LimitedStream" in stack or "read_body (" in stack:
         return "read the body (request.get_data / app/bodies.py read_body)"
     if "_already_stored (" in stack:
@@ -629,6 +629,8 @@ def classify(stack: str) -> str | None:
             return "DB: COMMIT round trip (waits for the WAL flush)"
         if "_start_query" in stack:
             return "DB: BEGIN round trip (psycopg opens a transaction before the INSERT)"
+        if "_insert_psycopg (" in stack and "psycopg/" not in stack:
+            return "workers/inbox.py store: pool checkout, autocommit switch, check-in"
         if "insert_ignore (" in stack or "store (workers/inbox.py" in stack:
             if "psycopg/" in stack:
                 return "DB: the INSERT, psycopg execute + wait for PostgreSQL (incl. its commit when autocommit)"
@@ -716,9 +718,9 @@ def render_section(ctx: dict[str, Any], notes: str) -> str:
         f"- **Machine:** nproc {m['nproc']}, {m['cpu']}, {m['memory']} RAM, Linux {m['kernel']}. Machine busy in the "
         f"second before the run: {ctx['busy_before']:.0f} %{' (**other processes were using the CPU**)' if ctx['busy_before'] > 25 else ''}.",
         "- **Versions:** " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
-        f"- **Command:** `{ctx['command']}` (`make bench-ingest` runs the same with the defaults).",
+        f"- **Command:** `{ctx['command']}` (`make bench-ingest` runs it with the defaults, without `--what-if`).",
         f"- **Slipway:** production mode, `slipway db upgrade` then `slipway serve`: granian (WSGI, HTTP/1, "
-        f"{ctx['workers']} workers = WEB_CONCURRENCY, 1 blocking thread each), PostgreSQL database `slipway_bench_*` on "
+        f"{ctx['workers']} workers = WEB_CONCURRENCY, {ctx['blocking_threads']} blocking threads each), PostgreSQL database `slipway_bench_*` on "
         f"127.0.0.1:5432 ({ctx['pg_settings']}), Redis db {ctx['redis_db']} on 127.0.0.1:6379 (reserved like the test "
         f"suite's, `slipway-test:db:<n>`), LOG_LEVEL=warning. Slipway answered the benchmark's deliveries with state "
         f"`{ctx['slipway_state']}`"
@@ -1077,7 +1079,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx.update(
             date=dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), machine=common.machine_facts(),
             versions=versions(db, redis, wrk.version if wrk else None, probot), command=common.command_line(),
-            workers=args.workers, server_argv=shlex.join(granian_argv(web_options(args.workers), "PORT", "bare_receiver:app")),
+            workers=args.workers, blocking_threads=web_options(args.workers)["blocking_threads"], server_argv=shlex.join(granian_argv(web_options(args.workers), "PORT", "bare_receiver:app")),
             pg_settings=pg_settings(db), redis_db=redis.index, slipway_state=checks["Slipway"]["state"],
             checks={name: c["checks"] for name, c in checks.items()}, body_size=reqs.body_size,
             connections=args.connections, duration=D, busy_before=busy_before,
