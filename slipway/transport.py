@@ -233,14 +233,18 @@ class BackgroundEnqueuer:
                 self._thread.start()
 
     def _run(self) -> None:
-        """Take what arrives within `linger` of the first GUID (up to max_batch) and enqueue it in one pipeline.
+        """Take what has arrived (up to max_batch) and enqueue it in one pipeline.
 
-        Waiting a few milliseconds lets a burst share RQ jobs (JOB_BATCH GUIDs each), so RQ's per-job cost
-        is paid once per batch in this process and in the worker; a lone delivery waits at most `linger`.
+        In a burst (the previous batch left moments ago) it also waits up to `linger` for more, so the burst
+        shares RQ jobs (JOB_BATCH GUIDs each) and RQ's per-job cost is paid once per batch, here and in the
+        worker; a delivery that comes alone is handed over at once.
         """
+        last = 0.0
         while True:
             batch = [self._queue.get()]
-            deadline = time.monotonic() + self._linger
+            now = time.monotonic()
+            deadline = now + (self._linger if now - last < 4 * self._linger else 0.0)
+            last = now
             while len(batch) < self._max_batch:
                 try:
                     batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))

@@ -314,3 +314,39 @@ def test_the_limiter_hook_and_the_cookie_session_stay_off_the_webhook(rt, client
     assert limiter_hooks("deploy_api") != []
     resp = deliveries.post("installation", factories.installation("created"), guid="g-nosession")
     assert resp.status_code == 202 and "Set-Cookie" not in resp.headers and "Cookie" not in resp.headers.get("Vary", "")
+
+
+def test_background_hand_over_batches_a_burst_and_sends_a_lone_delivery_at_once() -> None:
+    """A burst shares RQ jobs; a delivery that comes alone is not held back by the linger."""
+    import threading
+    import time
+
+    from slipway.transport import BackgroundEnqueuer
+
+    class Recorder:
+        """Stands in for RQTransport: remembers each batch and when it came."""
+
+        def __init__(self) -> None:
+            self.batches: list[tuple[float, list[str]]] = []
+            self.arrived = threading.Event()
+
+        def enqueue(self, guids: list[str]) -> None:
+            self.batches.append((time.monotonic(), list(guids)))
+            self.arrived.set()
+
+    inner = Recorder()
+    enq = BackgroundEnqueuer(inner, lambda guids: None, linger=0.05)  # type: ignore[arg-type]
+    enq.enqueue(["warm"])
+    assert enq.flush()
+    for i in range(20):  # a burst right after: the linger gathers it
+        enq.enqueue([f"b{i}"])
+        time.sleep(0.001)
+    assert enq.flush()
+    burst = [g for _, batch in inner.batches[1:] for g in batch]
+    assert burst == [f"b{i}" for i in range(20)] and len(inner.batches) - 1 < 10
+    time.sleep(0.3)  # quiet again: the next one goes at once
+    inner.arrived.clear()
+    sent = time.monotonic()
+    enq.enqueue(["alone"])
+    assert inner.arrived.wait(1)
+    assert inner.batches[-1][1] == ["alone"] and inner.batches[-1][0] - sent < 0.04

@@ -265,3 +265,17 @@ def test_config_status(error, state, fragment):
     """The slipway/config status names the line and the reason, in at most 140 characters."""
     got_state, description = config_status(error)
     assert got_state == state and fragment in description and len(description) <= 140
+
+
+def test_nesting_deeper_than_the_limit_is_refused_quickly_with_its_line() -> None:
+    """`[[[[...` 100 KB deep is an error at once, not seconds of PyYAML recursion; 64 levels still parse."""
+    import time
+
+    from workers.policy.yamlfile import MAX_DEPTH
+
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=f"nested more than {MAX_DEPTH} levels") as info:
+        parse_config("previews:\n  labels: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    assert info.value.line == 2 and time.monotonic() - started < 1.5
+    with pytest.raises(ConfigError, match="labels"):  # deep but within the limit: an ordinary type error
+        parse_config("previews:\n  labels: " + "[" * (MAX_DEPTH - 3) + "]" * (MAX_DEPTH - 3) + "\n")

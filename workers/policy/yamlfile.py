@@ -14,8 +14,25 @@ from workers.policy.errors import ConfigError
 KeyPath = tuple[str | int, ...]
 
 
+MAX_DEPTH = 64  # a configuration is a few levels deep; deeper nesting is refused before it costs seconds
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans, so that the key `on:` stays the string "on"."""
+    """SafeLoader with YAML 1.2 booleans, so that the key `on:` stays the string "on", and a nesting limit."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        """Compose as SafeLoader does, refusing collections nested deeper than MAX_DEPTH (PyYAML would walk
+        a `[[[[...` file down to Python's recursion limit first: seconds for 100 KB)."""
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise ConfigError(mark.line + 1, f"invalid YAML: nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 _Loader.yaml_implicit_resolvers = {
