@@ -66,7 +66,7 @@ APP_ID = 12345
 INSTALLATION_ID = 4242
 OWNER = "octo-org"
 QUEUE = "slipway"             # slipway.transport.QUEUE_NAME
-JOB_PATH = "workers.jobs.process_delivery"  # slipway.transport.JOB_PATH
+JOB_PATH = "workers.jobs.process_deliveries"  # slipway.transport.JOB_PATH
 NOOP_QUEUE = "bench-noop"
 NOOP_PATH = "common.noop"
 # The repositories' .github/slipway.yml: pushes to the default branch deploy to staging with no CI gate.
@@ -493,12 +493,7 @@ def _fake_main(argv: list[str]) -> int:
     p.add_argument("--repos", required=True)
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    import tests.fakegithub as fakegithub
     from tests.fakegithub import FakeGitHub, generate_private_key_pem
-
-    # The fake writes an answer's head and body in two send() calls; on a kept-alive connection Nagle's
-    # algorithm then holds the body until the client's delayed ACK (~40 ms). GitHub has no such stall.
-    fakegithub._Handler.disable_nagle_algorithm = True
 
     deploy_path = re.compile(r"^/repos/[^/]+/[^/]+/deployments$")
     norm = [(re.compile(r"/[0-9a-f]{40}(?=/|$)"), "/{sha}"), (re.compile(r"/\d+(?=/|$)"), "/{id}"),

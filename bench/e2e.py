@@ -6,7 +6,7 @@ What it does, all on 127.0.0.1, bounded in time (budget 235 s; 1.5-3 minutes):
 1. Sets up (bench/common.py): a PostgreSQL database `slipway_bench_<hex>` (`slipway db upgrade`), a reserved Redis
    database index, the fake GitHub API (tests/fakegithub.py) in its own process with one installation and
    20 repositories whose `.github/slipway.yml` deploys pushes to main to `staging` with `required_checks: []`.
-2. Starts production mode: `slipway serve` (WEB_CONCURRENCY=2, gunicorn sync workers) and two `slipway worker`
+2. Starts production mode: `slipway serve` (WEB_CONCURRENCY=2 granian worker processes) and two `slipway worker`
    processes, and waits until both workers are registered with RQ.
 3. Warm-up (not measured): one push per repository; waits for their deployments.
 4. A reference run at --low-rate (default 4/s, 15 s) where the workers keep up, then the target run.
@@ -216,7 +216,7 @@ def render(ctx: dict[str, Any]) -> str:
     L = ["## End to end", "",
          f"Written by `bench/e2e.py` on {ctx['when']} (re-running it replaces this section).", ""]
     L += ctx["facts"]
-    L += [f"- **Set-up:** production mode: `slipway serve` (gunicorn, WEB_CONCURRENCY={args.web_concurrency} sync workers) "
+    L += [f"- **Set-up:** production mode: `slipway serve` (granian, WEB_CONCURRENCY={args.web_concurrency} worker processes) "
           f"+ {args.workers} `slipway worker` processes (RQ SimpleWorker + sweeper), PostgreSQL database `slipway_bench_*` "
           "on 127.0.0.1:5432, a reserved Redis db on 127.0.0.1:6379, LOG_LEVEL=warning. The fake GitHub API "
           f"(`tests/fakegithub.py`, TCP_NODELAY set) runs in its own process: one installation, {N_REPOS} repositories "

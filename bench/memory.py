@@ -7,11 +7,11 @@ What it does, all on 127.0.0.1:
    database index, the fake GitHub API in its own process (one installation, 20 repositories whose
    `.github/slipway.yml` deploys pushes to main to `staging` with `required_checks: []`).
 2. Starts production mode with ONE web process and ONE worker, so each of them sees every delivery:
-   `slipway serve` with WEB_CONCURRENCY=1 (a gunicorn master + one sync worker) and one `slipway worker`.
+   `slipway serve` with WEB_CONCURRENCY=1 (the server's main process + one worker process) and one `slipway worker`.
 3. Warm-up: 60 deliveries of the mix (every code path ran once: imports, caches, token), then the baseline
    sample. Then POSTs --deliveries signed deliveries (2 push : 3 deployment_status : 1 ping) in batches of
    1,000 through 4 connections while the worker processes them.
-4. Samples VmRSS and VmHWM (/proc/<pid>/status) of the gunicorn worker after every batch, and of the
+4. Samples VmRSS and VmHWM (/proc/<pid>/status) of the web worker process after every batch, and of the
    `slipway worker` every 2 s with the number of deliveries it has finished.
 5. Bounded in time: without --full the run stops 170 s after the start of loading even if the worker is not
    through (on a 2-core machine it is not: a push costs it ~100-200 ms of CPU); then the worker's RSS at N
@@ -196,22 +196,22 @@ def render(ctx: dict[str, Any]) -> str:
     L = ["## Memory", "", f"Written by `bench/memory.py` on {ctx['when']} (re-running it replaces this section).", ""]
     L += ctx["facts"]
     L += [f"- **Set-up:** production mode with one process of each kind, so each sees every delivery: `slipway serve` "
-          "with WEB_CONCURRENCY=1 (gunicorn master + one sync worker) and one `slipway worker`; PostgreSQL database "
+          "with WEB_CONCURRENCY=1 (the server's main process + one worker process) and one `slipway worker`; PostgreSQL database "
           "`slipway_bench_*` on 127.0.0.1:5432, a reserved Redis db, LOG_LEVEL=warning; the fake GitHub API in its "
           f"own process (one installation, {N_REPOS} repositories deploying pushes to `staging`, `required_checks: []`; "
           "TCP_NODELAY set, rate limit raised to 10^9/hour, see End to end).",
           f"- **Deliveries:** {args.deliveries:,} signed GitHub-shaped deliveries after a warm-up of {warm} ({c.MIX_TEXT}; "
           "pushes make a commit status, a GitHub deployment and its status; see the Worker section), POSTed in "
           f"batches of {BATCH:,} through 4 connections while the worker processes them.",
-          "- **Measured:** `VmRSS` (resident now) and `VmHWM` (peak resident) from `/proc/<pid>/status` of the gunicorn "
+          "- **Measured:** `VmRSS` (resident now) and `VmHWM` (peak resident) from `/proc/<pid>/status` of the web "
           "worker (the process that runs Slipway's Flask app) and of the `slipway worker` process.", ""]
     L += ["| process | after warm-up VmRSS MB | at the end VmRSS MB | VmHWM MB | deliveries it handled | growth MB per 1,000 |",
           "|---|---|---|---|---|---|",
-          f"| web (gunicorn worker, pid of `slipway serve`'s child) | {mb(base['web'].get('VmRSS'))} | {mb(web_rss)} | "
+          f"| web (the worker process, `slipway serve`'s child) | {mb(base['web'].get('VmRSS'))} | {mb(web_rss)} | "
           f"{mb(web_hwm)} | {args.deliveries + warm - sum(ctx['bad'].values()):,} received | {web_slope:+.2f} |",
           f"| `slipway worker` | {mb(base['worker'].get('VmRSS'))} | {mb(wrk_rss)} | {mb(wrk_hwm)} | "
           f"{last['finished']:,} finished | {slope:+.2f} |",
-          f"| (gunicorn master, for reference) | {mb(base['master'].get('VmRSS'))} | {mb(ctx['master_end'].get('VmRSS'))} | "
+          f"| (the server's main process, for reference) | {mb(base['master'].get('VmRSS'))} | {mb(ctx['master_end'].get('VmRSS'))} | "
           f"{mb(ctx['master_end'].get('VmHWM'))} | - | - |", ""]
     L.append(f"**Target:** web < {TARGET_WEB_MB:.0f} MB after {args.deliveries:,} deliveries — "
              f"**{'PASS' if ok_web else 'FAIL'}** (VmRSS {mb(web_rss)} MB, VmHWM {mb(web_hwm)} MB).")
