@@ -26,7 +26,12 @@ class Installation(SQLModel, table=True):
     @property
     def active(self) -> bool:
         """An installation is acted on only while neither suspended nor deleted."""
-        return self.suspended_at is None and self.deleted_at is None
+        return is_active(self)
+
+
+def is_active(row: object) -> bool:
+    """The rule of Installation.active, for a model or a row with `suspended_at` and `deleted_at`."""
+    return getattr(row, "suspended_at", None) is None and getattr(row, "deleted_at", None) is None
 
 
 class InstallationRepository(SQLModel, table=True):

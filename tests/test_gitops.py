@@ -480,3 +480,18 @@ def test_ci_gated_flow_makes_exactly_these_calls(gh_rt, hooks, fake_github) -> N
         ("POST", f"{repo}/deployments"),
         ("POST", f"{repo}/deployments/{fake_github.deployments[REPO][0]['id']}/statuses"),  # queued
     ]
+
+
+def test_a_suspended_installation_is_not_acted_on(gh_rt, hooks, fake_github) -> None:
+    """After `installation.suspend` a push is recorded as ignored, with no call to GitHub for it."""
+    hooks.post("installation", f.installation("created"))
+    drain(gh_rt)
+    hooks.post("installation", f.installation("suspend"))
+    drain(gh_rt)
+    fake_github.reset_calls()
+    resp = hooks.post("push", f.push(after=f.sha("suspended")))
+    drain(gh_rt)
+    with gh_rt.engine.connect() as conn:
+        row = conn.execute(select(Delivery).where(Delivery.guid == resp.get_json()["delivery"])).one()
+    assert (row.state, row.note) == ("ignored", f"installation {f.INSTALLATION_ID} is suspended or deleted")
+    assert fake_github.calls == []

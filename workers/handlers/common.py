@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from models import Decision, Installation
+from models.installations import is_active
 from models.base import utcnow
 from models.db import autocommit
 from workers.events import Event, Ignored
@@ -22,7 +23,7 @@ def repo_for(event: Event) -> Repo:
     t = Installation.__table__.c
     with autocommit(event.rt.engine) as conn:
         inst = conn.execute(select(t.suspended_at, t.deleted_at).where(t.id == event.installation_id)).first()
-    if inst is not None and (inst.suspended_at is not None or inst.deleted_at is not None):
+    if inst is not None and not is_active(inst):
         raise Ignored(f"installation {event.installation_id} is suspended or deleted")
     return event.rt.github().repo(event.installation_id, event.repository)
 
