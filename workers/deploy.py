@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from models import Deployment, DeploymentStatus
 from models.base import utcnow
-from models.db import insert_or_get, autocommit
+from models.db import autocommit, insert_or_get
 from workers.github import Repo
 from workers.record import SLIPWAY_PAYLOAD, ensure_environment, parse_time, record_status, slipway_payload
 
@@ -99,13 +99,13 @@ def post_status(engine: Engine, repo: Repo, deployment_id: int, github_deploymen
     the deployment's idempotency key when the caller knows it.
     """
     key = f"{key or _key_of(engine, deployment_id)}/{state}"
+    existing = None
     if not new_deployment:
         with autocommit(engine) as conn:
             if conn.execute(select(DeploymentStatus.id).where(DeploymentStatus.key == key)).first():
                 return False
-    existing = None if new_deployment else next(
-        (s for s in repo.list_deployment_statuses(github_deployment_id)
-         if s.get("state") == state and (s.get("description") or "") == description[:140]), None)
+        existing = next((s for s in repo.list_deployment_statuses(github_deployment_id)
+                         if s.get("state") == state and (s.get("description") or "") == description[:140]), None)
     posted = existing or repo.create_deployment_status(
         github_deployment_id, state=state, description=description, environment_url=environment_url,
         log_url=log_url, auto_inactive=auto_inactive)

@@ -191,7 +191,6 @@ class GitHubApp:
         self._transport: Any = None
         self._memo: dict[int, Token] = {}          # this process's copy of each installation's token
         self._clients: dict[int, tuple[str, Any]] = {}  # installation -> (token, its githubkit client)
-        self._guard = threading.Lock()
 
     def _client(self, auth: Any) -> Any:
         """A githubkit client: our timeout, no in-process retries or sleeps, no HTTP cache, pooled connections."""
@@ -268,8 +267,7 @@ class GitHubApp:
         if kept is not None and kept[0] == token:
             return kept[1]
         client = self._client(TokenAuthStrategy(token))
-        with self._guard:
-            self._clients[installation_id] = (token, client)
+        self._clients[installation_id] = (token, client)  # one dict store: atomic, threads need no lock
         return client
 
     def _mint(self, installation_id: int) -> Token:

@@ -17,7 +17,7 @@ from sqlalchemy import and_, exists, select, update
 from models import Candidate as CandidateRow
 from models import Decision, Deployment, Environment
 from models.base import utcnow
-from models.db import insert_or_get, autocommit
+from models.db import autocommit, insert_or_get
 from models.gitops import OPEN
 from slipway.runtime import Runtime
 from workers import provisioners

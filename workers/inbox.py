@@ -181,28 +181,22 @@ def submit_internal(engine: Engine, transport: object, event: str, payload: dict
     return guid
 
 
-_INSERT_CACHE: dict[str, object] = {}
-
-
+@functools.cache
 def _delivery_insert(dialect: str) -> object:
     """INSERT .. ON CONFLICT DO NOTHING RETURNING id, built once per dialect (hot path).
 
     PostgreSQL gets the SQL text with psycopg's `%(name)s` placeholders, run straight on the DBAPI
     connection; other dialects (SQLite) get the SQLAlchemy statement with bound parameters.
     """
-    stmt = _INSERT_CACHE.get(dialect)
-    if stmt is None:
-        from sqlalchemy import bindparam
-        from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.dialects import postgresql, sqlite
 
-        mod = {"postgresql": postgresql, "sqlite": sqlite}[dialect]
-        cols = [c.name for c in Delivery.__table__.columns if c.name != "id"]
-        stmt = (mod.insert(Delivery).values({c: bindparam(c, type_=Delivery.__table__.c[c].type) for c in cols})
-                .on_conflict_do_nothing().returning(Delivery.id))
-        if dialect == "postgresql":
-            # Every column is a plain str/int/datetime/bytes that psycopg adapts itself: no bind processors.
-            stmt = str(stmt.compile(dialect=postgresql.psycopg.dialect()))
-        _INSERT_CACHE[dialect] = stmt
+    mod = {"postgresql": postgresql, "sqlite": sqlite}[dialect]
+    cols = [c.name for c in Delivery.__table__.columns if c.name != "id"]
+    stmt = (mod.insert(Delivery).values({c: bindparam(c, type_=Delivery.__table__.c[c].type) for c in cols})
+            .on_conflict_do_nothing().returning(Delivery.id))
+    if dialect == "postgresql":
+        # Every column is a plain str/int/datetime/bytes that psycopg adapts itself: no bind processors.
+        return str(stmt.compile(dialect=postgresql.psycopg.dialect()))
     return stmt
 
 
@@ -230,8 +224,7 @@ def store(engine: Engine, values: dict) -> int | None:
 
 def _insert_sqlalchemy(engine: Engine, params: dict) -> int | None:
     """The INSERT through SQLAlchemy's execution (SQLite: its bind processors store the datetimes)."""
-    with engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+    with autocommit(engine) as conn:
         return conn.execute(_delivery_insert(conn.dialect.name), params).scalar()  # type: ignore[arg-type]
 
 

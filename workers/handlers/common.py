@@ -7,9 +7,9 @@ from typing import Any
 from sqlalchemy import select
 
 from models import Decision, Installation
-from models.installations import is_active
 from models.base import utcnow
 from models.db import autocommit
+from models.installations import is_active
 from workers.events import Event, Ignored
 from workers.github import Repo
 
