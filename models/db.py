@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
@@ -109,7 +110,11 @@ def _dialect_insert(conn: Any, model: Any) -> Any:
 def autocommit(engine: Engine) -> Iterator[Any]:
     """A connection on which each statement is its own transaction, for single reads and single-statement
     writes (which are atomic by themselves): one round trip each, where `engine.begin()` adds a BEGIN
-    and a COMMIT, and `engine.connect()` a BEGIN and a ROLLBACK."""
+    and a COMMIT, and `engine.connect()` a BEGIN and a ROLLBACK. Inside `held`, the held connection."""
+    kept = _held_connection(engine)
+    if kept is not None:
+        yield kept
+        return
     with engine.connect() as conn:
         yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
@@ -150,3 +155,136 @@ def upsert(conn: Any, model: Any, values: dict[str, Any], keys: list[str], updat
     stmt = _dialect_insert(conn, model).values(**values)
     stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in update})
     conn.execute(stmt)
+
+
+# ---------------------------------------------------------------- the worker's hot path
+#
+# A push runs about twenty statements. Through SQLAlchemy's execution each costs more Python time than
+# PostgreSQL spends on it, so the hot ones are built once (Prepared), compiled once for PostgreSQL and run
+# straight on the pooled psycopg connection; SQLite (the embedded mode) runs the same statements through
+# SQLAlchemy, whose bind processors it needs. `held` keeps one pooled connection for a whole delivery.
+
+_held = threading.local()
+_sql_observers: list[Any] = []  # bench/profile_worker.py counts raw statements here (empty in production)
+
+
+class Ran(NamedTuple):
+    """What a prepared statement gave back: its rows (named tuples or Rows) and the rows it touched."""
+
+    rows: list[Any]
+    rowcount: int
+
+    def first(self) -> Any:
+        """The first row, or None."""
+        return self.rows[0] if self.rows else None
+
+    def scalar(self) -> Any:
+        """The first column of the first row, or None."""
+        return self.rows[0][0] if self.rows else None
+
+
+class Prepared:
+    """A statement built once; its PostgreSQL text (psycopg placeholders), the values of its literal
+    parameters and the names of its JSON parameters are worked out on first use."""
+
+    __slots__ = ("stmt", "_pg")
+
+    def __init__(self, stmt: Any) -> None:
+        self.stmt = stmt
+        self._pg: tuple[str, dict[str, Any], tuple[str, ...]] | None = None
+
+    def pg(self) -> tuple[str, dict[str, Any], tuple[str, ...]]:
+        """(SQL text, literal parameters, JSON parameter names) for psycopg."""
+        if self._pg is None:
+            from sqlalchemy import JSON
+            from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
+
+            compiled = self.stmt.compile(dialect=pg_psycopg.dialect())
+            required = {k for k, b in compiled.binds.items() if b.required}
+            literals = {k: v for k, v in compiled.construct_params(dict.fromkeys(required)).items()
+                        if k not in required}
+            json_names = tuple(k for k, b in compiled.binds.items() if k in required and isinstance(b.type, JSON))
+            self._pg = (str(compiled), literals, json_names)
+        return self._pg
+
+
+def run(conn: Any, p: Prepared, params: dict[str, Any] | None = None) -> Ran:
+    """Run a prepared statement on a SQLAlchemy connection (in its transaction, if it has one)."""
+    if conn.dialect.name != "postgresql":
+        res = conn.execute(p.stmt, params or {})
+        return Ran(res.all() if res.returns_rows else [], res.rowcount)
+    sql, literals, json_names = p.pg()
+    args = {**literals, **params} if params else literals
+    if json_names:
+        from psycopg.types.json import Jsonb
+
+        for name in json_names:
+            if args.get(name) is not None:
+                args[name] = Jsonb(args[name])
+    return _raw(conn, sql, args)
+
+
+def _raw(conn: Any, sql: str, args: dict[str, Any] | None) -> Ran:
+    """Execute on the psycopg connection under `conn`; errors come out as SQLAlchemy's, as conn.execute's do."""
+    from psycopg.rows import namedtuple_row
+    from sqlalchemy.exc import DBAPIError
+
+    for observe in _sql_observers:
+        observe(sql)
+    dbapi = conn.connection.driver_connection
+    try:
+        cur = dbapi.cursor(row_factory=namedtuple_row)
+        cur.execute(sql, args)
+        return Ran(cur.fetchall() if cur.description else [], cur.rowcount)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        lost = dbapi.broken or dbapi.closed or conn.dialect.is_disconnect(exc, dbapi, None)
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(sql, args, exc, conn.dialect.loaded_dbapi.Error,  # type: ignore[arg-type]
+                                  connection_invalidated=lost, dialect=conn.dialect) from exc
+
+
+def _held_connection(engine: Engine) -> Any:
+    """The connection `held` keeps for this thread and engine, if it is usable now."""
+    conn = getattr(_held, "conn", None)
+    if conn is None or getattr(_held, "engine", None) is not engine or _held.in_tx or conn.invalidated:
+        return None
+    return conn
+
+
+@contextmanager
+def held(engine: Engine) -> Iterator[None]:
+    """Keep one pooled connection (autocommit) for this thread's statements on `engine` until the block ends:
+    a checkout per statement costs more than a small statement. PostgreSQL only; nested blocks share it."""
+    if engine.dialect.name != "postgresql" or getattr(_held, "conn", None) is not None:
+        yield
+        return
+    with engine.connect() as conn:
+        _held.engine, _held.conn, _held.in_tx = engine, conn.execution_options(isolation_level="AUTOCOMMIT"), False
+        try:
+            yield
+        finally:
+            _held.engine = _held.conn = None
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Any]:
+    """A connection in a transaction that commits on success: the held one when there is one (BEGIN and
+    COMMIT sent on it), else `engine.begin()`."""
+    conn = _held_connection(engine)
+    if conn is None:
+        with engine.begin() as fresh:
+            yield fresh
+        return
+    _held.in_tx = True
+    try:
+        _raw(conn, "BEGIN", None)
+        try:
+            yield conn
+        except BaseException:
+            if not conn.invalidated:
+                _raw(conn, "ROLLBACK", None)
+            raise
+        _raw(conn, "COMMIT", None)
+    finally:
+        _held.in_tx = False

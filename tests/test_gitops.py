@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -337,34 +338,40 @@ def test_github_failures_retry_later_and_deploy_exactly_once(gh_rt, hooks, fake_
     assert len(fake_github.deployments[REPO]) == 1
 
 
-def _run_until_settled(rt, guid: str, rounds: int = 6) -> Delivery:  # noqa: ANN001
-    """Run the delivery, making each scheduled retry due at once, until it ends; returns its row."""
+def _run_until_settled(rt, guid: str, rounds: int = 6, pause: float = 0.0) -> Delivery:  # noqa: ANN001
+    """Run the delivery, making each scheduled retry due after `pause` s (instead of its backoff), until it
+    ends; returns its row."""
     for _ in range(rounds):
         drain(rt)
         with rt.engine.connect() as conn:
             row = conn.execute(select(Delivery).where(Delivery.guid == guid)).one()
         if row.state in ("done", "failed", "ignored"):
             return row
+        time.sleep(pause)
         with rt.engine.begin() as conn:
             conn.execute(update(Delivery).values(next_attempt_at=utcnow()))
         sweep_once(rt)
     return row
 
 
-@pytest.mark.parametrize("inject,final,attempts", [
-    (lambda fg: fg.fail("POST", r"/deployments$", 422, body={"message": "No ref found for: gone"}), "failed", 1),
-    (lambda fg: fg.fail("POST", r"/deployments$", 404, body={"message": "Not Found"}), "failed", 1),
-    (lambda fg: fg.fail_primary_rate_limit("POST", r"/deployments$", reset_in=90), "done", 2),
-    (lambda fg: fg.fail("POST", r"/deployments$", delay=3.0), "done", 2),
-    (lambda fg: fg.fail("POST", r"/deployments$", 502, times=2), "done", 3),
-    (lambda fg: fg.suspend_installation(f.INSTALLATION_ID), "failed", 1),
+# The slow answer (3 s, over the 2 s timeout) is created by the fake when its pause ends: the retry waits for
+# that (as the real backoff, 5 s, would), so it must find the deployment by its key instead of making a second
+# one, and the fake's late creation cannot land in the next test.
+@pytest.mark.parametrize("inject,final,attempts,pause", [
+    (lambda fg: fg.fail("POST", r"/deployments$", 422, body={"message": "No ref found for: gone"}), "failed", 1, 0),
+    (lambda fg: fg.fail("POST", r"/deployments$", 404, body={"message": "Not Found"}), "failed", 1, 0),
+    (lambda fg: fg.fail_primary_rate_limit("POST", r"/deployments$", reset_in=90), "done", 2, 0),
+    (lambda fg: fg.fail("POST", r"/deployments$", delay=3.0), "done", 2, 1.5),
+    (lambda fg: fg.fail("POST", r"/deployments$", 502, times=2), "done", 3, 0),
+    (lambda fg: fg.suspend_installation(f.INSTALLATION_ID), "failed", 1, 0),
 ], ids=["422", "404", "primary-rate-limit", "slow", "502-twice", "suspended"])
-def test_each_injected_failure_ends_right(gh_rt, hooks, fake_github, inject, final: str, attempts: int) -> None:  # noqa: ANN001
+def test_each_injected_failure_ends_right(gh_rt, hooks, fake_github, inject, final: str, attempts: int,  # noqa: ANN001
+                                          pause: float) -> None:
     """4xx that cannot succeed and a suspended installation end at once; transient ones retry, then deploy once."""
     config(fake_github, "environments:\n  staging:\n    on: push\n    required_checks: []\n")
     inject(fake_github)
     guid = hooks.post("push", f.push(after=f.sha("inject"))).get_json()["delivery"]
-    row = _run_until_settled(gh_rt, guid)
+    row = _run_until_settled(gh_rt, guid, pause=pause)
     assert (row.state, row.attempts) == (final, attempts), row.error
     assert len(fake_github.deployments.get(REPO, [])) == (1 if final == "done" else 0)
     if final == "failed":

@@ -7,15 +7,16 @@ posted at most once per (deployment, state); a retry looks for it on GitHub firs
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Engine
 
-from models import Deployment, DeploymentStatus
+from models import Deployment, DeploymentStatus, Environment
 from models.base import utcnow
-from models.db import autocommit, insert_or_get
+from models.db import Prepared, autocommit, run, transaction
 from workers.github import Repo
 from workers.record import SLIPWAY_PAYLOAD, ensure_environment, parse_time, record_status, slipway_payload
 
@@ -52,17 +53,81 @@ class Ensured(NamedTuple):
 
 
 def _local(engine: Engine, p: Planned, installation_id: int | None) -> tuple[Any, bool]:
-    """The local row for the key, created if new; True when it was created now."""
-    with engine.begin() as conn:
-        row, new = insert_or_get(conn, Deployment, {
-            "key": p.key, "repository": p.repository, "environment": p.environment, "sha": p.sha, "ref": p.ref,
-            "version": p.version, "task": p.task, "status": "pending", "source": p.source,
-            "description": p.description, "transient": p.kind in TRANSIENT_KINDS, "production": p.production,
-            "environment_url": p.environment_url, "installation_id": installation_id,
-            "delivery_guid": p.delivery_guid, "extra": p.extra, "created_at": utcnow(), "updated_at": utcnow()},
-            Deployment.key == p.key)
+    """The local row for the key (id, github_deployment_id, created_at), created if new, and its environment
+    row with it; True when it was created now."""
+    values = {"b_key": p.key, "b_repository": p.repository, "b_environment": p.environment, "b_sha": p.sha,
+              "b_ref": p.ref, "b_version": p.version, "b_task": p.task, "b_source": p.source,
+              "b_description": p.description, "b_transient": p.kind in TRANSIENT_KINDS, "b_production": p.production,
+              "b_environment_url": p.environment_url, "b_installation_id": installation_id,
+              "b_delivery_guid": p.delivery_guid, "b_extra": p.extra, "b_created_at": utcnow(),
+              "b_updated_at": utcnow(), "b_kind": p.kind}
+    if engine.dialect.name == "postgresql":
+        # One statement (atomic by itself) inserts both rows: no BEGIN and COMMIT round trips.
+        with autocommit(engine) as conn:
+            row = run(conn, _local_statement(), values).first()
+            new = row is not None
+            if not new:
+                row = run(conn, _by_key_statement(), values).first()
+        return row, new
+    with transaction(engine) as conn:
+        row = run(conn, _local_statement_sqlite(), values).first()
+        new = row is not None
+        if not new:
+            row = run(conn, _by_key_statement(), values).first()
         ensure_environment(conn, p.repository, p.environment, p.kind)
         return row, new
+
+
+_LOCAL_COLUMNS = ("key", "repository", "environment", "sha", "ref", "version", "task", "source", "description",
+                  "transient", "production", "environment_url", "installation_id", "delivery_guid", "extra",
+                  "created_at", "updated_at")
+
+
+def _deployment_insert(insert: Any) -> Any:
+    """INSERT the planned deployment (status pending) unless its key is there, returning what ensure needs."""
+    t = Deployment.__table__
+    values = {c: bindparam(f"b_{c}", type_=t.c[c].type) for c in _LOCAL_COLUMNS}
+    return (insert(t).values({**values, "status": "pending"}).on_conflict_do_nothing()
+            .returning(t.c.id, t.c.github_deployment_id, t.c.created_at))
+
+
+@functools.cache
+def _local_statement() -> Prepared:
+    """PostgreSQL: the environment row (a data-modifying CTE) and the deployment row in one statement."""
+    from sqlalchemy.dialects.postgresql import insert
+
+    e = Environment.__table__
+    env = (insert(e).values(repository=bindparam("b_repository", type_=e.c.repository.type),
+                            name=bindparam("b_environment", type_=e.c.name.type),
+                            kind=bindparam("b_kind", type_=e.c.kind.type), state="active",
+                            updated_at=bindparam("b_updated_at", type_=e.c.updated_at.type))
+           .on_conflict_do_nothing().cte("new_environment"))
+    return Prepared(_deployment_insert(insert).add_cte(env))
+
+
+@functools.cache
+def _local_statement_sqlite() -> Prepared:
+    """SQLite: the deployment row alone (its environment row follows in the same transaction)."""
+    from sqlalchemy.dialects.sqlite import insert
+
+    return Prepared(_deployment_insert(insert))
+
+
+@functools.cache
+def _by_key_statement() -> Prepared:
+    """The deployment already stored for a key (a retry)."""
+    t = Deployment.__table__.c
+    return Prepared(select(t.id, t.github_deployment_id, t.created_at).where(t.key == bindparam("b_key")))
+
+
+@functools.cache
+def _github_id_statement() -> Prepared:
+    """Note GitHub's id (and time) on the local row, unless an echo or another attempt did first."""
+    t = Deployment.__table__.c
+    return Prepared(update(Deployment.__table__).where(t.id == bindparam("b_id"), t.github_deployment_id.is_(None))
+                    .values(github_deployment_id=bindparam("b_gh", type_=t.github_deployment_id.type),
+                            created_at=bindparam("b_created_at", type_=t.created_at.type),
+                            updated_at=bindparam("b_updated_at", type_=t.updated_at.type)))
 
 
 def ensure_deployment(engine: Engine, repo: Repo, p: Planned) -> Ensured:
@@ -81,9 +146,8 @@ def ensure_deployment(engine: Engine, repo: Repo, p: Planned) -> Ensured:
                                        description=p.description, transient=p.kind in TRANSIENT_KINDS,
                                        production=p.production, task=p.task)
     with autocommit(engine) as conn:
-        conn.execute(update(Deployment).where(Deployment.id == row.id, Deployment.github_deployment_id.is_(None))
-                     .values(github_deployment_id=int(found["id"]), created_at=parse_time(found.get("created_at"))
-                             or row.created_at, updated_at=utcnow()))
+        run(conn, _github_id_statement(), {"b_id": row.id, "b_gh": int(found["id"]), "b_updated_at": utcnow(),
+                                           "b_created_at": parse_time(found.get("created_at")) or row.created_at})
     return Ensured(row.id, int(found["id"]), created)
 
 
@@ -112,7 +176,7 @@ def post_status(engine: Engine, repo: Repo, deployment_id: int, github_deploymen
     if mirror_of is not None:
         _link_status(engine, deployment_id, mirror_of, int(posted["id"]), key)
         return existing is None
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         new = record_status(conn, deployment_id, state=state, created_at=parse_time(posted.get("created_at")),
                             github_status_id=posted.get("id"), description=description[:140] or None,
                             environment_url=environment_url, log_url=log_url, source="slipway",
@@ -141,7 +205,7 @@ def _link_status(engine: Engine, deployment_id: int, status_id: int, github_stat
 
 def _key_of(engine: Engine, deployment_id: int) -> str:
     """The idempotency key of a local deployment (its GitHub id stands in for deployments Slipway did not make)."""
+    t = Deployment.__table__.c
     with autocommit(engine) as conn:
-        row = conn.execute(select(Deployment.key, Deployment.github_deployment_id)
-                           .where(Deployment.id == deployment_id)).one()
+        row = conn.execute(select(t.key, t.github_deployment_id).where(t.id == deployment_id)).one()
     return row.key or f"gh-{row.github_deployment_id}"

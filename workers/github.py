@@ -266,7 +266,13 @@ class GitHubApp:
         kept = self._clients.get(installation_id)
         if kept is not None and kept[0] == token:
             return kept[1]
+        if kept is not None:
+            kept[1].__exit__(None, None, None)  # the old token's httpx.Client (in this thread; a no-op elsewhere)
         client = self._client(TokenAuthStrategy(token))
+        # githubkit builds (and closes) an httpx.Client per call unless it is used as a context manager; entering
+        # it here keeps one httpx.Client for this thread's calls (building one costs about as much as parsing the
+        # answer). The context is per thread: other threads' calls fall back to a client per call.
+        client.__enter__()
         self._clients[installation_id] = (token, client)  # one dict store: atomic, threads need no lock
         return client
 

@@ -7,17 +7,18 @@ workers.provisioners); every verdict is stored as a Decision and shown on the co
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import Boolean, and_, bindparam, case, exists, func, or_, select, update
 
 from models import Candidate as CandidateRow
 from models import Decision, Deployment, Environment
 from models.base import utcnow
-from models.db import autocommit, insert_or_get
+from models.db import Prepared, autocommit, run
 from models.gitops import OPEN
 from slipway.runtime import Runtime
 from workers import provisioners
@@ -50,17 +51,37 @@ def propose(rt: Runtime, repo: Repo, cfg: RepoConfig, cand: Candidate, t: Target
     """Store a candidate once, supersede older open ones for its environment, and evaluate it now."""
     key = f"{t.repository}|{cand.environment}|{t.sha}|{cand.trigger}{key_suffix}"[:300]
     now = utcnow()
-    with rt.engine.begin() as conn:
-        row, _ = insert_or_get(conn, CandidateRow, {
-            "key": key, "repository": t.repository, "environment": cand.environment, "kind": t.kind,
-            "trigger": cand.trigger, "sha": t.sha, "ref": t.ref, "version": t.version,
-            "required_checks": list(cand.required_checks), "ordinal": t.ordinal, "state": "waiting",
-            "reason": cand.reason, "environment_url": cand.url, "pr_number": t.pr_number,
-            "production": cand.environment == "production", "installation_id": t.installation_id,
-            "delivery_guid": t.delivery_guid, "extra": {"freeze": [w.text for w in cand.freeze]},
-            "created_at": now, "updated_at": now}, CandidateRow.key == key)
-    _supersede_older(rt, repo, row)
-    return evaluate(rt, repo, cfg, row.id, t.delivery_guid, row=row)
+    with autocommit(rt.engine) as conn:
+        q = _statements(conn.dialect.name)
+        row = run(conn, q.insert_candidate, {
+            "b_key": key, "b_repository": t.repository, "b_environment": cand.environment, "b_kind": t.kind,
+            "b_trigger": cand.trigger, "b_sha": t.sha, "b_ref": t.ref, "b_version": t.version,
+            "b_required_checks": list(cand.required_checks), "b_ordinal": t.ordinal, "b_reason": cand.reason,
+            "b_environment_url": cand.url, "b_pr_number": t.pr_number, "b_production": cand.environment == "production",
+            "b_installation_id": t.installation_id, "b_delivery_guid": t.delivery_guid,
+            "b_extra": {"freeze": [w.text for w in cand.freeze]}, "b_created_at": now, "b_updated_at": now}).first()
+        if row is None:
+            row = run(conn, q.candidate_by_key, {"b_key": key}).first()
+        facts = _facts(conn, row)
+    if facts.older:
+        _supersede_older(rt, repo, row)
+    return evaluate(rt, repo, cfg, row.id, t.delivery_guid, row=row, facts=facts)
+
+
+class _Facts(NamedTuple):
+    """What the database says about a candidate's neighbours, read in one statement."""
+
+    newer: bool     # a newer commit is waiting, blocked or deployed for the environment
+    deployed: bool  # the environment already runs this commit successfully
+    older: bool     # older open candidates for the environment exist (they are superseded)
+
+
+def _facts(conn: Any, row: Any) -> _Facts:
+    """Read the candidate's _Facts."""
+    got = run(conn, _statements(conn.dialect.name).facts, {
+        "b_id": row.id, "b_repository": row.repository, "b_environment": row.environment, "b_ordinal": row.ordinal,
+        "b_sha": row.sha}).first()
+    return _Facts(bool(got[0]), bool(got[1]), bool(got[2]))
 
 
 def _supersede_older(rt: Runtime, repo: Repo, row: Any) -> None:
@@ -75,30 +96,27 @@ def _supersede_older(rt: Runtime, repo: Repo, row: Any) -> None:
 
 
 def evaluate(rt: Runtime, repo: Repo, cfg: RepoConfig | None, candidate_id: int, delivery_guid: str | None,
-             row: Any = None) -> str:
+             row: Any = None, facts: _Facts | None = None) -> str:
     """Decide an open candidate from GitHub's current checks, then record and apply the verdict.
 
-    `row` is the candidate as this job has just read it (propose), saving a read.
+    `row` and `facts` are what this job has just read (propose), saving reads.
     """
-    with autocommit(rt.engine) as conn:
-        if row is None:
-            row = conn.execute(select(CandidateRow).where(CandidateRow.id == candidate_id)).one()
-        if row.state not in OPEN:
-            return row.state
-        newer_q = exists().where(
-            CandidateRow.repository == row.repository, CandidateRow.environment == row.environment,
-            CandidateRow.ordinal > row.ordinal, CandidateRow.state.in_(("waiting", "blocked", "deployed")))
-        deployed_q = exists().where(
-            Environment.repository == row.repository, Environment.name == row.environment,
-            Environment.sha == row.sha, Environment.status == "success")
-        newer, deployed = conn.execute(select(newer_q, deployed_q)).one()
-        # A rollback redeploys a commit the record still shows as current: the failed deploy may have broken it.
-        deployed = deployed and row.trigger != "rollback"
+    if row is None or facts is None:
+        with autocommit(rt.engine) as conn:
+            if row is None:
+                row = run(conn, _statements(conn.dialect.name).candidate_by_id, {"b_id": candidate_id}).rows[0]
+            if row.state not in OPEN:
+                return row.state
+            facts = _facts(conn, row)
+    if row.state not in OPEN:
+        return row.state
+    # A rollback redeploys a commit the record still shows as current: the failed deploy may have broken it.
+    deployed = facts.deployed and row.trigger != "rollback"
     gate = evaluate_gate(gather_checks(repo, row.sha) if row.required_checks else [], row.required_checks or [])
     frozen = freeze_until((row.extra or {}).get("freeze") or [], utcnow())
     cand = Candidate(row.environment, row.reason or "", row.trigger, tuple(row.required_checks or ()))
-    verdict = decide_candidate(cand, gate, newer_candidate_exists=bool(newer), freeze_until=frozen, now=utcnow(),
-                               already_deployed=bool(deployed))
+    verdict = decide_candidate(cand, gate, newer_candidate_exists=facts.newer, freeze_until=frozen, now=utcnow(),
+                               already_deployed=deployed)
     _apply(rt, repo, row, verdict, delivery_guid, cfg)
     return verdict.verdict
 
@@ -119,48 +137,62 @@ _STATE_OF = {"deploy": "deployed", "wait": "waiting", "block": "blocked", "skip"
 
 def _apply(rt: Runtime, repo: Repo, row: Any, verdict: Verdict, delivery_guid: str | None,
            cfg: RepoConfig | None = None) -> None:
-    """Record the verdict, tell the commit, and deploy when the verdict says so."""
-    _record_decision(rt, row, verdict, delivery_guid)
-    _tell_commit(rt, repo, row, verdict)
-    if verdict.verdict == "deploy":
-        deploy(rt, repo, row, cfg, delivery_guid)
-    with autocommit(rt.engine) as conn:
-        conn.execute(update(CandidateRow).where(CandidateRow.id == row.id, CandidateRow.state.in_(OPEN)).values(
-            state=_STATE_OF[verdict.verdict], reason="; ".join(verdict.reasons)[:2000],
-            not_before=verdict.not_before, updated_at=utcnow()))
+    """Tell the commit and deploy when the verdict says so, then store the decision and the candidate's new
+    state in one statement. When a step fails, what was done (the commit status said, the deployment made)
+    and the decision are stored still, without the new state, so the retry decides again."""
+    said, dep_id, done = None, None, False
+    try:
+        said = _tell_commit(rt, repo, row, verdict)
+        if verdict.verdict == "deploy":
+            noted: dict[str, int] = {}
+            try:
+                deploy(rt, repo, row, cfg, delivery_guid, noted)
+            finally:
+                dep_id = noted.get("deployment_id")
+        done = True
+    finally:
+        _settle(rt, row, verdict, delivery_guid, said, dep_id, done)
 
 
-def _record_decision(rt: Runtime, row: Any, verdict: Verdict, delivery_guid: str | None) -> None:
-    """Store the decision with its reasons, the commit, the environment and the delivery."""
+def _settle(rt: Runtime, row: Any, verdict: Verdict, delivery_guid: str | None, said: str | None,
+            dep_id: int | None, done: bool) -> None:
+    """Store the decision (reasons, commit, environment, delivery) and update the candidate."""
+    now = utcnow()
+    params = {"b_repository": row.repository, "b_environment": row.environment, "b_sha": row.sha,
+              "b_verdict": verdict.verdict, "b_reasons": list(verdict.reasons), "b_delivery_guid": delivery_guid,
+              "b_created_at": now, "b_id": row.id, "b_said": said, "b_deployment_id": dep_id, "b_done": done,
+              "b_state": _STATE_OF[verdict.verdict], "b_reason": "; ".join(verdict.reasons)[:2000],
+              "b_not_before": verdict.not_before, "b_updated_at": now}
     with autocommit(rt.engine) as conn:
-        conn.execute(Decision.__table__.insert().values(
-            repository=row.repository, environment=row.environment, sha=row.sha, verdict=verdict.verdict,
-            reasons=list(verdict.reasons), delivery_guid=delivery_guid, created_at=utcnow()))
+        q = _statements(conn.dialect.name)
+        if q.record_decision is not None:  # SQLite: no data-modifying CTE, so two statements
+            run(conn, q.record_decision, params)
+        run(conn, q.settle, params)
     metrics = rt.extras.get("on_decision")
     if metrics:
         metrics(verdict.verdict)
 
 
-def _tell_commit(rt: Runtime, repo: Repo, row: Any, verdict: Verdict) -> None:
-    """Post `slipway/<environment>` on the commit unless it already says exactly this."""
+def _tell_commit(rt: Runtime, repo: Repo, row: Any, verdict: Verdict) -> str | None:
+    """Post `slipway/<environment>` on the commit unless it already says exactly this; what it says now, if posted."""
     state, description = commit_status_for_decision(verdict, row.environment, sha=row.sha)
     said = f"{state}|{description}"[:300]
     if row.last_commit_status == said:
-        return
+        return None
     repo.create_commit_status(row.sha, state=state, context=status_context(row.environment), description=description)
-    with autocommit(rt.engine) as conn:
-        conn.execute(update(CandidateRow).where(CandidateRow.id == row.id).values(last_commit_status=said))
+    return said
 
 
-def deploy(rt: Runtime, repo: Repo, row: Any, cfg: RepoConfig | None, delivery_guid: str | None) -> int:
-    """Create the GitHub deployment once, post `queued`, and hand it to the provisioner."""
+def deploy(rt: Runtime, repo: Repo, row: Any, cfg: RepoConfig | None, delivery_guid: str | None,
+           noted: dict[str, int]) -> int:
+    """Create the GitHub deployment once, post `queued`, and hand it to the provisioner; returns our id, also
+    put in `noted` as soon as it is known (the caller stores it on the candidate, even if a later step fails)."""
     planned = Planned(key=f"candidate-{row.id}", repository=row.repository, environment=row.environment,
                       kind=row.kind, ref=row.ref or row.sha, sha=row.sha, version=row.version,
                       description=f"Slipway: {row.reason or 'deploy'}"[:140], delivery_guid=delivery_guid,
                       production=row.production, environment_url=row.environment_url)
     dep_id, gh_id, created = ensure_deployment(rt.engine, repo, planned)
-    with autocommit(rt.engine) as conn:
-        conn.execute(update(CandidateRow).where(CandidateRow.id == row.id).values(deployment_id=dep_id))
+    noted["deployment_id"] = dep_id
     post_status(rt.engine, repo, dep_id, gh_id, "queued", description="queued by Slipway",
                 environment_url=row.environment_url, delivery_guid=delivery_guid,
                 auto_inactive=None if row.kind == "static" else False, new_deployment=created, key=planned.key)
@@ -235,6 +267,68 @@ def due_frozen(rt: Runtime) -> list[tuple[int, str, int | None]]:
                             .values(not_before=None).returning(CandidateRow.id, CandidateRow.repository,
                                                                CandidateRow.installation_id))
         return [tuple(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The candidate statements of every push, built once per process and dialect (models.db.Prepared);
+    parameters are named b_<column>."""
+
+    insert_candidate: Prepared
+    candidate_by_key: Prepared
+    candidate_by_id: Prepared
+    facts: Prepared
+    record_decision: Prepared | None  # SQLite only; PostgreSQL inserts the decision inside `settle`
+    settle: Prepared
+
+
+_CANDIDATE_COLUMNS = ("key", "repository", "environment", "kind", "trigger", "sha", "ref", "version",
+                      "required_checks", "ordinal", "reason", "environment_url", "pr_number", "production",
+                      "installation_id", "delivery_guid", "extra", "created_at", "updated_at")
+_DECISION_COLUMNS = ("repository", "environment", "sha", "verdict", "reasons", "delivery_guid", "created_at")
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    """Build the statements (first use in this process)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = {"postgresql": postgresql, "sqlite": sqlite}[dialect].insert
+    ct, et, dt = CandidateRow.__table__, Environment.__table__, Decision.__table__
+    c, e = ct.c, et.c
+
+    def binds(table: Any, columns: tuple[str, ...]) -> dict[str, Any]:
+        return {col: bindparam(f"b_{col}", type_=table.c[col].type) for col in columns}
+
+    def one_of(col: Any, values: tuple[str, ...]) -> Any:
+        return or_(*(col == v for v in values))  # not IN: Prepared compiles without expanding parameters
+
+    same_env = (c.repository == bindparam("b_repository"), c.environment == bindparam("b_environment"))
+    ordinal = bindparam("b_ordinal", type_=c.ordinal.type)
+    facts = select(
+        exists().where(*same_env, c.ordinal > ordinal, one_of(c.state, ("waiting", "blocked", "deployed"))),
+        exists().where(e.repository == bindparam("b_repository"), e.name == bindparam("b_environment"),
+                       e.sha == bindparam("b_sha"), e.status == "success"),
+        exists().where(*same_env, one_of(c.state, OPEN), c.ordinal < ordinal, c.id != bindparam("b_id")))
+    moves = and_(bindparam("b_done", type_=Boolean), one_of(c.state, OPEN))
+    settle = update(ct).where(c.id == bindparam("b_id")).values(
+        last_commit_status=func.coalesce(bindparam("b_said", type_=c.last_commit_status.type), c.last_commit_status),
+        deployment_id=func.coalesce(bindparam("b_deployment_id", type_=c.deployment_id.type), c.deployment_id),
+        state=case((moves, bindparam("b_state", type_=c.state.type)), else_=c.state),
+        reason=case((moves, bindparam("b_reason", type_=c.reason.type)), else_=c.reason),
+        not_before=case((moves, bindparam("b_not_before", type_=c.not_before.type)), else_=c.not_before),
+        updated_at=case((moves, bindparam("b_updated_at", type_=c.updated_at.type)), else_=c.updated_at))
+    record_decision = insert(dt).values(binds(dt, _DECISION_COLUMNS))
+    return _Statements(
+        insert_candidate=Prepared(insert(ct).values({**binds(ct, _CANDIDATE_COLUMNS), "state": "waiting"})
+                                  .on_conflict_do_nothing().returning(*c)),
+        candidate_by_key=Prepared(select(*c).where(c.key == bindparam("b_key"))),
+        candidate_by_id=Prepared(select(*c).where(c.id == bindparam("b_id"))),
+        facts=Prepared(facts),
+        record_decision=None if dialect == "postgresql" else Prepared(record_decision),
+        # PostgreSQL: the decision is a data-modifying CTE of the candidate's UPDATE: one round trip for both.
+        settle=Prepared(settle.add_cte(record_decision.cte("new_decision")) if dialect == "postgresql" else settle),
+    )
 
 
 def ordinal_of(*values: Any) -> float:

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from models import Delivery
 from models.base import utcnow
-from models.db import autocommit
+from models.db import Prepared, autocommit, run
 
 # Backoff for retryable failures (server errors, timeouts); rate limits use GitHub's own wait.
 BACKOFF_SECONDS = (5, 30, 120, 300, 600, 900)
@@ -36,29 +36,30 @@ class Claim:
 
 
 @functools.cache
-def _claim_statement() -> Any:
+def _claim_statement() -> Prepared:
     """The claim UPDATE, built once: every delivery runs it, and building a statement costs as much as running it."""
     t = Delivery.__table__.c
     now = bindparam("now", type_=t.started_at.type)
-    due = and_(t.state.in_(("received", "queued")), or_(t.next_attempt_at.is_(None), t.next_attempt_at <= now))
+    # Equalities rather than IN: a prepared statement's text is compiled once, without expanding parameters.
+    due = and_(or_(t.state == "received", t.state == "queued"), or_(t.next_attempt_at.is_(None), t.next_attempt_at <= now))
     crashed = and_(t.state == "processing", t.lease_until < now)
-    return (update(Delivery.__table__).where(t.guid == bindparam("b_guid"), or_(due, crashed))
-            .values(state="processing", attempts=t.attempts + 1, started_at=now,
-                    lease_until=bindparam("b_lease_until", type_=t.lease_until.type))
-            .returning(t.id, t.guid, t.event, t.action, t.installation_id, t.repository, t.attempts, t.body))
+    return Prepared(update(Delivery.__table__).where(t.guid == bindparam("b_guid"), or_(due, crashed))
+                    .values(state="processing", attempts=t.attempts + 1, started_at=now,
+                            lease_until=bindparam("b_lease_until", type_=t.lease_until.type))
+                    .returning(t.id, t.guid, t.event, t.action, t.installation_id, t.repository, t.attempts, t.body))
 
 
 def claim(engine: Engine, guid: str, lease_seconds: int) -> Claim | None:
     """Take a due delivery (or one whose worker died) for processing; None if another has it or it is done."""
     now = utcnow()
     with autocommit(engine) as conn:
-        row = conn.execute(_claim_statement(), {"b_guid": guid, "now": now,
-                                                "b_lease_until": now + timedelta(seconds=lease_seconds)}).first()
+        row = run(conn, _claim_statement(), {"b_guid": guid, "now": now,
+                                             "b_lease_until": now + timedelta(seconds=lease_seconds)}).first()
     return Claim(*row) if row else None
 
 
 @functools.cache
-def _finish_statement(failed: bool) -> Any:
+def _finish_statement(failed: bool) -> Prepared:
     """The terminal-state UPDATE, fenced on the attempt, built once (see _claim_statement).
 
     A failure keeps the note an earlier attempt left; its reason goes to `error`.
@@ -68,9 +69,9 @@ def _finish_statement(failed: bool) -> Any:
               "lease_until": None, "next_attempt_at": None, "error": bindparam("b_error")}
     if not failed:
         values["note"] = bindparam("b_note")
-    return (update(Delivery.__table__)
-            .where(t.id == bindparam("cid"), t.state == "processing", t.attempts == bindparam("cattempts"))
-            .values(**values))
+    return Prepared(update(Delivery.__table__)
+                    .where(t.id == bindparam("cid"), t.state == "processing", t.attempts == bindparam("cattempts"))
+                    .values(**values))
 
 
 def finish(engine: Engine, c: Claim, state: str, note: str | None = None) -> bool:
@@ -79,7 +80,7 @@ def finish(engine: Engine, c: Claim, state: str, note: str | None = None) -> boo
     params = {"cid": c.id, "cattempts": c.attempts, "b_state": state, "b_finished_at": utcnow(),
               "b_error": note if failed else None, "b_note": note}
     with autocommit(engine) as conn:
-        return conn.execute(_finish_statement(failed), params).rowcount == 1
+        return run(conn, _finish_statement(failed), params).rowcount == 1
 
 
 def retry_later(engine: Engine, c: Claim, after: float | None, error: str, max_attempts: int) -> str:
@@ -88,15 +89,20 @@ def retry_later(engine: Engine, c: Claim, after: float | None, error: str, max_a
         finish(engine, c, "failed", f"gave up after {c.attempts} attempts: {error}")
         return "failed"
     wait = after if after is not None else BACKOFF_SECONDS[min(c.attempts - 1, len(BACKOFF_SECONDS) - 1)]
-    stmt = (
-        update(Delivery)
-        .where(Delivery.id == c.id, Delivery.state == "processing", Delivery.attempts == c.attempts)
-        .values(state="queued", queued_at=None, lease_until=None, error=error,
-                next_attempt_at=utcnow() + timedelta(seconds=max(wait, 0)))
-    )
-    with engine.begin() as conn:
-        conn.execute(stmt)
+    with autocommit(engine) as conn:  # one fenced UPDATE: atomic by itself
+        run(conn, _retry_statement(), {"cid": c.id, "cattempts": c.attempts, "b_error": error,
+                                       "b_next": utcnow() + timedelta(seconds=max(wait, 0))})
     return "queued"
+
+
+@functools.cache
+def _retry_statement() -> Prepared:
+    """The fenced UPDATE that puts a delivery back for a later attempt, built once (see _claim_statement)."""
+    t = Delivery.__table__.c
+    return Prepared(update(Delivery.__table__)
+                    .where(t.id == bindparam("cid"), t.state == "processing", t.attempts == bindparam("cattempts"))
+                    .values(state="queued", queued_at=None, lease_until=None, error=bindparam("b_error"),
+                            next_attempt_at=bindparam("b_next", type_=t.next_attempt_at.type)))
 
 
 def mark_queued(engine: Engine, guids: list[str]) -> None:

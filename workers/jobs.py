@@ -6,6 +6,7 @@ import json
 import logging
 import time
 
+from models.db import held
 from slipway import runtime
 from workers import inbox
 from workers.events import Event, Ignored, Outcome, Permanent, RetryLater
@@ -42,8 +43,14 @@ def _hand_back(guids: list[str]) -> None:
 
 
 def process_delivery(guid: str) -> str:
-    """Claim the delivery, dispatch it to its handler, and record how it ended."""
+    """Claim the delivery, dispatch it to its handler, and record how it ended (on one pooled connection)."""
     rt = runtime.current()
+    with held(rt.engine):
+        return _process(rt, guid)
+
+
+def _process(rt: runtime.Runtime, guid: str) -> str:
+    """process_delivery's steps: claim, dispatch, then finish, retry or fail."""
     claimed = inbox.claim(rt.engine, guid, rt.settings.job_lease_seconds)
     if claimed is None:
         return "not-claimed"  # done already, taken by another worker, or not due yet

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from models import Deployment, DeploymentStatus, Environment
 from models.base import utcnow
-from models.db import insert_ignore
+from models.db import Prepared, run
 from workers.history import DeploymentFact, StatusFact, deployment_view, environment_view
 
 SLIPWAY_PAYLOAD = "slipway"  # the key under which Slipway's own data travels in a GitHub deployment payload
@@ -58,15 +58,15 @@ def _source(dep: dict[str, Any]) -> str:
 def record_github_deployment(conn: Connection, repository: str, dep: dict[str, Any], *,
                              installation_id: int | None, delivery_guid: str | None) -> int:
     """Store a GitHub deployment once (matching Slipway's own by its key); returns our id."""
+    q = _statements(conn.dialect.name)
     key = slipway_payload(dep).get("key")
     gh_id = int(dep["id"])
     if key:
-        row_id = conn.execute(select(Deployment.id).where(Deployment.key == str(key))).scalar()
+        row_id = run(conn, q.deployment_by_key, {"b_key": str(key)}).scalar()
         if row_id is not None:
-            conn.execute(update(Deployment).where(Deployment.id == row_id, Deployment.github_deployment_id.is_(None))
-                         .values(github_deployment_id=gh_id))
+            run(conn, q.set_github_id, {"b_id": row_id, "b_github_deployment_id": gh_id})
             return row_id
-    row_id = conn.execute(select(Deployment.id).where(Deployment.github_deployment_id == gh_id)).scalar()
+    row_id = run(conn, q.deployment_by_github_id, {"b_github_deployment_id": gh_id}).scalar()
     if row_id is not None:
         return row_id
     creator = dep.get("creator") if isinstance(dep.get("creator"), dict) else {}
@@ -80,9 +80,9 @@ def record_github_deployment(conn: Connection, repository: str, dep: dict[str, A
         "installation_id": installation_id, "delivery_guid": delivery_guid,
         "created_at": parse_time(dep.get("created_at")) or utcnow(), "updated_at": utcnow(),
     }
-    new_id = insert_ignore(conn, Deployment, values, returning=Deployment.id)
+    new_id = run(conn, q.insert_github_deployment, {f"b_{k}": v for k, v in values.items()}).scalar()
     if new_id is None:  # a concurrent worker stored it first
-        new_id = conn.execute(select(Deployment.id).where(Deployment.github_deployment_id == gh_id)).scalar()
+        new_id = run(conn, q.deployment_by_github_id, {"b_github_deployment_id": gh_id}).scalar()
     ensure_environment(conn, repository, values["environment"], "preview" if values["transient"] else "static")
     return int(new_id)
 
@@ -92,32 +92,45 @@ def record_status(conn: Connection, deployment_id: int, *, state: str, created_a
                   environment_url: str | None = None, log_url: str | None = None, source: str = "github",
                   delivery_guid: str | None = None, key: str | None = None) -> bool:
     """Store one status (once per GitHub id or key) and refresh the derived states; True if it was new."""
-    dep = lock_deployment(conn, deployment_id)
-    values = {"deployment_id": deployment_id, "state": state, "created_at": created_at or utcnow(),
-              "github_status_id": github_status_id, "description": description, "environment_url": environment_url,
-              "log_url": log_url, "source": source, "delivery_guid": delivery_guid, "key": key, "recorded_at": utcnow()}
-    new = insert_ignore(conn, DeploymentStatus, values)
+    q = _statements(conn.dialect.name)
+    dep = _lock_for_refresh(conn, deployment_id)
+    new = run(conn, q.insert_status, {
+        "b_deployment_id": deployment_id, "b_state": state, "b_created_at": created_at or utcnow(),
+        "b_github_status_id": github_status_id, "b_description": description, "b_environment_url": environment_url,
+        "b_log_url": log_url, "b_source": source, "b_delivery_guid": delivery_guid, "b_key": key,
+        "b_recorded_at": utcnow()}).first() is not None
     if new:
         refresh_deployment(conn, deployment_id, locked=dep)
-    return bool(new)
+    return new
 
 
 def lock_deployment(conn: Connection, deployment_id: int) -> Any:
     """Lock the deployment row for this transaction (PostgreSQL; SQLite serialises writers anyway)."""
-    return conn.execute(_statements().lock_deployment, {"b_id": deployment_id}).one()
+    return conn.execute(_statements(conn.dialect.name).lock_deployment.stmt, {"b_id": deployment_id}).one()
+
+
+def _lock_for_refresh(conn: Connection, deployment_id: int) -> Any:
+    """Lock the deployment row and read what a refresh needs of it."""
+    row = run(conn, _statements(conn.dialect.name).lock_for_refresh, {"b_id": deployment_id}).first()
+    if row is None:
+        from sqlalchemy.exc import NoResultFound
+
+        raise NoResultFound(f"no deployment {deployment_id}")
+    return row
 
 
 def status_facts(conn: Connection, deployment_id: int) -> list[StatusFact]:
     """Every recorded status of a deployment."""
-    rows = conn.execute(_statements().statuses, {"b_id": deployment_id})
+    rows = run(conn, _statements(conn.dialect.name).statuses, {"b_id": deployment_id}).rows
     return [StatusFact(r.state, r.created_at, r.github_status_id, r.id, r.environment_url, r.log_url) for r in rows]
 
 
 def refresh_deployment(conn: Connection, deployment_id: int, locked: Any = None) -> None:
     """Recompute the deployment's latest status and URLs, then its environment (`locked`: the row, if locked)."""
-    dep = locked if locked is not None else lock_deployment(conn, deployment_id)
+    q = _statements(conn.dialect.name)
+    dep = locked if locked is not None else _lock_for_refresh(conn, deployment_id)
     view = deployment_view(status_facts(conn, deployment_id))
-    conn.execute(_statements().update_deployment, {
+    run(conn, q.update_deployment, {
         "b_id": deployment_id, "b_status": view.status, "b_status_at": view.status_at,
         "b_deployed_at": view.deployed_at, "b_environment_url": view.environment_url or dep.environment_url,
         "b_log_url": view.log_url or dep.log_url, "b_updated_at": utcnow()})
@@ -126,20 +139,20 @@ def refresh_deployment(conn: Connection, deployment_id: int, locked: Any = None)
 
 def ensure_environment(conn: Connection, repository: str, name: str, kind: str = "static") -> None:
     """Create the environment row if it is new (its kind is kept from the first writer that knew it)."""
-    insert_ignore(conn, Environment, {"repository": repository, "name": name, "kind": kind, "state": "active",
-                                      "updated_at": utcnow()})
+    run(conn, _statements(conn.dialect.name).insert_environment,
+        {"b_repository": repository, "b_name": name, "b_kind": kind, "b_updated_at": utcnow()})
 
 
 def refresh_environment(conn: Connection, repository: str, name: str) -> None:
     """Recompute what runs in the environment from the deployments that decide it."""
-    q = _statements()
+    q = _statements(conn.dialect.name)
     where = {"b_repository": repository, "b_name": name}
-    if conn.execute(q.lock_environment, where).first() is None:
+    if run(conn, q.lock_environment, where).first() is None:
         ensure_environment(conn, repository, name)
-        conn.execute(q.lock_environment, where)
+        run(conn, q.lock_environment, where)
     deciding = q.deciding_by_repository if "/" in repository else q.deciding_by_service
-    view = environment_view([DeploymentFact(*r) for r in conn.execute(deciding, where)])
-    conn.execute(q.update_environment, {
+    view = environment_view([DeploymentFact(*r) for r in run(conn, deciding, where).rows])
+    run(conn, q.update_environment, {
         **where, "b_state": view.state, "b_deployment_id": view.deployment_id, "b_status": view.status,
         "b_sha": view.sha, "b_version": view.version, "b_url": view.url, "b_since": view.since,
         "b_updated_at": utcnow()})
@@ -147,35 +160,72 @@ def refresh_environment(conn: Connection, repository: str, name: str) -> None:
 
 @dataclass(frozen=True)
 class _Statements:
-    """The record's statements, built once per process: each status runs all of them, and building a
-    statement costs about as much as running a small one. Parameters are named b_<column>."""
+    """The record's statements, built once per process and dialect (models.db.Prepared): each status runs
+    most of them, and building a statement costs about as much as running a small one. Parameters are
+    named b_<column>."""
 
-    lock_deployment: Any
-    statuses: Any
-    update_deployment: Any
-    lock_environment: Any
-    deciding_by_repository: Any
-    deciding_by_service: Any
-    update_environment: Any
+    lock_deployment: Prepared
+    lock_for_refresh: Prepared
+    statuses: Prepared
+    update_deployment: Prepared
+    lock_environment: Prepared
+    deciding_by_repository: Prepared
+    deciding_by_service: Prepared
+    update_environment: Prepared
+    insert_environment: Prepared
+    insert_status: Prepared
+    deployment_by_key: Prepared
+    deployment_by_github_id: Prepared
+    set_github_id: Prepared
+    insert_github_deployment: Prepared
+
+
+_GITHUB_DEPLOYMENT_COLUMNS = ("repository", "environment", "sha", "ref", "task", "status", "source", "description",
+                              "deployer", "github_deployment_id", "key", "transient", "production",
+                              "installation_id", "delivery_guid", "created_at", "updated_at")
+_STATUS_COLUMNS = ("deployment_id", "state", "created_at", "github_status_id", "description", "environment_url",
+                   "log_url", "source", "delivery_guid", "key", "recorded_at")
+
+
+def _binds(table: Any, columns: tuple[str, ...]) -> dict[str, Any]:
+    """{column: bindparam b_<column> of the column's type}."""
+    return {c: bindparam(f"b_{c}", type_=table.c[c].type) for c in columns}
 
 
 @functools.cache
-def _statements() -> _Statements:
-    """Build the record's statements (first use in this process)."""
-    d, s, e = Deployment.__table__.c, DeploymentStatus.__table__.c, Environment.__table__.c
+def _statements(dialect: str) -> _Statements:
+    """Build the record's statements (first use in this process); INSERTs differ per dialect (ON CONFLICT)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = {"postgresql": postgresql, "sqlite": sqlite}[dialect].insert
+    dt, st, et = Deployment.__table__, DeploymentStatus.__table__, Environment.__table__
+    d, s, e = dt.c, st.c, et.c
     env_where = (e.repository == bindparam("b_repository"), e.name == bindparam("b_name"))
     return _Statements(
-        lock_deployment=select(Deployment.__table__).where(d.id == bindparam("b_id")).with_for_update(),
-        statuses=select(DeploymentStatus.__table__).where(s.deployment_id == bindparam("b_id")),
-        update_deployment=update(Deployment.__table__).where(d.id == bindparam("b_id")).values(
-            {c: bindparam(f"b_{c}", type_=d[c].type) for c in
-             ("status", "status_at", "deployed_at", "environment_url", "log_url", "updated_at")}),
-        lock_environment=select(e.id).where(*env_where).with_for_update(),
-        deciding_by_repository=_deciding(d.repository),
-        deciding_by_service=_deciding(d.service),
-        update_environment=update(Environment.__table__).where(*env_where).values(
-            {c: bindparam(f"b_{c}", type_=e[c].type) for c in
-             ("state", "deployment_id", "status", "sha", "version", "url", "since", "updated_at")}),
+        lock_deployment=Prepared(select(dt).where(d.id == bindparam("b_id")).with_for_update()),
+        # What a refresh reads of the locked row (fewer columns: each one costs the driver a description).
+        lock_for_refresh=Prepared(select(d.repository, d.service, d.environment, d.environment_url, d.log_url)
+                                  .where(d.id == bindparam("b_id")).with_for_update()),
+        statuses=Prepared(select(s.state, s.created_at, s.github_status_id, s.id, s.environment_url, s.log_url)
+                          .where(s.deployment_id == bindparam("b_id"))),
+        update_deployment=Prepared(update(dt).where(d.id == bindparam("b_id")).values(_binds(dt, (
+            "status", "status_at", "deployed_at", "environment_url", "log_url", "updated_at")))),
+        lock_environment=Prepared(select(e.id).where(*env_where).with_for_update()),
+        deciding_by_repository=Prepared(_deciding(d.repository)),
+        deciding_by_service=Prepared(_deciding(d.service)),
+        update_environment=Prepared(update(et).where(*env_where).values(_binds(et, (
+            "state", "deployment_id", "status", "sha", "version", "url", "since", "updated_at")))),
+        insert_environment=Prepared(insert(et).values({**_binds(et, ("repository", "name", "kind", "updated_at")),
+                                                       "state": "active"}).on_conflict_do_nothing()),
+        insert_status=Prepared(insert(st).values(_binds(st, _STATUS_COLUMNS)).on_conflict_do_nothing()
+                               .returning(s.id)),
+        deployment_by_key=Prepared(select(d.id).where(d.key == bindparam("b_key"))),
+        deployment_by_github_id=Prepared(select(d.id).where(d.github_deployment_id == bindparam(
+            "b_github_deployment_id", type_=d.github_deployment_id.type))),
+        set_github_id=Prepared(update(dt).where(d.id == bindparam("b_id"), d.github_deployment_id.is_(None))
+                               .values(_binds(dt, ("github_deployment_id",)))),
+        insert_github_deployment=Prepared(insert(dt).values(_binds(dt, _GITHUB_DEPLOYMENT_COLUMNS))
+                                          .on_conflict_do_nothing().returning(d.id)),
     )
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from models import RepoConfig as ConfigRow
 from models.base import utcnow
-from models.db import autocommit, upsert
+from models.db import Prepared, autocommit, run, upsert
 from slipway.runtime import Runtime
 from workers.github import Repo
 from workers.policy import CONFIG_PATH, RepoConfig, config_status, merge_config, parse_config
@@ -30,10 +31,17 @@ def load(rt: Runtime, repo: Repo, default_branch: str, *, refresh: bool = False,
          status_sha: str | None = None) -> RepoConfig:
     """The repository's effective configuration; the last good file stays in force while the new one is invalid."""
     with autocommit(rt.engine) as conn:
-        row = conn.execute(select(ConfigRow).where(ConfigRow.repository == repo.full_name)).first()
+        row = run(conn, _config_statement(), {"b_repository": repo.full_name}).first()
     if row is None or refresh:
         row = _fetch(rt, repo, default_branch, status_sha, previous=row)
     return effective(rt, row.good_text)
+
+
+@functools.cache
+def _config_statement() -> Prepared:
+    """The cached file's good text and error (what load and _fetch use), built once: every push reads it."""
+    t = ConfigRow.__table__.c
+    return Prepared(select(t.good_text, t.error).where(t.repository == bindparam("b_repository")))
 
 
 def effective(rt: Runtime, good_text: str | None) -> RepoConfig:

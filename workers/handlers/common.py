@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from models import Decision, Installation
 from models.base import utcnow
-from models.db import autocommit
+from models.db import Prepared, autocommit, run
 from models.installations import is_active
 from workers.events import Event, Ignored
 from workers.github import Repo
@@ -20,12 +21,18 @@ def repo_for(event: Event) -> Repo:
         raise Ignored("GitHub actions are off: APP_ID and PRIVATE_KEY are not set")
     if not event.installation_id or not event.repository:
         raise Ignored("the payload names no installation or repository")
-    t = Installation.__table__.c
     with autocommit(event.rt.engine) as conn:
-        inst = conn.execute(select(t.suspended_at, t.deleted_at).where(t.id == event.installation_id)).first()
+        inst = run(conn, _installation_statement(), {"b_id": event.installation_id}).first()
     if inst is not None and not is_active(inst):
         raise Ignored(f"installation {event.installation_id} is suspended or deleted")
     return event.rt.github().repo(event.installation_id, event.repository)
+
+
+@functools.cache
+def _installation_statement() -> Prepared:
+    """The installation's suspension and deletion times, built once (every GitOps delivery reads them)."""
+    t = Installation.__table__.c
+    return Prepared(select(t.suspended_at, t.deleted_at).where(t.id == bindparam("b_id", type_=t.id.type)))
 
 
 def default_branch(event: Event) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from models.db import transaction
 from workers.events import Event, Outcome
 from workers.record import parse_time, record_github_deployment, record_status, refresh_deployment
 from workers.registry import handles
@@ -11,7 +12,7 @@ from workers.registry import handles
 def on_deployment(event: Event) -> Outcome:
     """Record the deployment (the echo of Slipway's own is matched to it by the key in its payload)."""
     dep = event.payload["deployment"]
-    with event.rt.engine.begin() as conn:
+    with transaction(event.rt.engine) as conn:
         dep_id = record_github_deployment(conn, event.repository or "", dep, installation_id=event.installation_id,
                                           delivery_guid=event.guid)
         refresh_deployment(conn, dep_id)
@@ -22,7 +23,7 @@ def on_deployment(event: Event) -> Outcome:
 def on_deployment_status(event: Event) -> Outcome:
     """Record the status (its deployment too, if this status arrived first) and refresh the environment."""
     dep, st = event.payload["deployment"], event.payload["deployment_status"]
-    with event.rt.engine.begin() as conn:
+    with transaction(event.rt.engine) as conn:
         dep_id = record_github_deployment(conn, event.repository or "", dep, installation_id=event.installation_id,
                                           delivery_guid=event.guid)
         new = record_status(conn, dep_id, state=st["state"], created_at=parse_time(st.get("created_at")),
