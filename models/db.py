@@ -234,7 +234,14 @@ def _raw(conn: Any, sql: str, args: dict[str, Any] | None) -> Ran:
     dbapi = conn.connection.driver_connection
     try:
         cur = dbapi.cursor(row_factory=namedtuple_row)
-        cur.execute(sql, args)
+        if getattr(_held, "begin_pending", False) and conn is _held.conn:
+            # The transaction's BEGIN travels with its first statement (psycopg's pipeline): one round trip.
+            _held.begin_pending = False
+            with dbapi.pipeline():
+                dbapi.execute("BEGIN")
+                cur.execute(sql, args)
+        else:
+            cur.execute(sql, args)
         return Ran(cur.fetchall() if cur.description else [], cur.rowcount)
     except conn.dialect.loaded_dbapi.Error as exc:
         lost = dbapi.broken or dbapi.closed or conn.dialect.is_disconnect(exc, dbapi, None)
@@ -276,15 +283,15 @@ def transaction(engine: Engine) -> Iterator[Any]:
         with engine.begin() as fresh:
             yield fresh
         return
-    _held.in_tx = True
+    _held.in_tx, _held.begin_pending = True, True  # BEGIN is sent with the first statement (_raw)
     try:
-        _raw(conn, "BEGIN", None)
         try:
             yield conn
         except BaseException:
-            if not conn.invalidated:
+            if not _held.begin_pending and not conn.invalidated:
                 _raw(conn, "ROLLBACK", None)
             raise
-        _raw(conn, "COMMIT", None)
+        if not _held.begin_pending:
+            _raw(conn, "COMMIT", None)
     finally:
-        _held.in_tx = False
+        _held.in_tx = _held.begin_pending = False

@@ -66,3 +66,18 @@ def test_transaction_on_the_held_connection_commits_or_rolls_back(rt: Runtime) -
             run(conn, _insert(), {"b_repository": "o/r", "b_name": "b", "b_at": utcnow()})
             assert _names(rt) == []  # not committed yet: another connection does not see it
         assert _names(rt) == ["b"]
+
+
+def test_a_failing_first_statement_rolls_back_and_the_connection_goes_on(rt: Runtime) -> None:
+    """The first statement carries the transaction's BEGIN (PostgreSQL): when it fails, the block is rolled back
+    and the held connection serves the next transaction."""
+    with autocommit(rt.engine) as conn:
+        run(conn, _insert(), {"b_repository": "o/r", "b_name": "taken", "b_at": utcnow()})
+    with held(rt.engine):
+        with pytest.raises(IntegrityError), transaction(rt.engine) as conn:
+            run(conn, _insert(), {"b_repository": "o/r", "b_name": "taken", "b_at": utcnow()})
+        with transaction(rt.engine) as conn:
+            run(conn, _insert(), {"b_repository": "o/r", "b_name": "next", "b_at": utcnow()})
+        with transaction(rt.engine):
+            pass  # nothing sent: no BEGIN, no COMMIT
+    assert _names(rt) == ["next", "taken"]

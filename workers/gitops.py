@@ -62,7 +62,11 @@ def propose(rt: Runtime, repo: Repo, cfg: RepoConfig, cand: Candidate, t: Target
             "b_extra": {"freeze": [w.text for w in cand.freeze]}, "b_created_at": now, "b_updated_at": now}).first()
         if row is None:
             row = run(conn, q.candidate_by_key, {"b_key": key}).first()
-        facts = _facts(conn, row)
+            facts = _facts(conn, row)
+        elif q.with_facts:  # PostgreSQL read the new row's facts in the same statement
+            facts = _Facts(bool(row.newer), bool(row.deployed), bool(row.older))
+        else:
+            facts = _facts(conn, row)
     if facts.older:
         _supersede_older(rt, repo, row)
     return evaluate(rt, repo, cfg, row.id, t.delivery_guid, row=row, facts=facts)
@@ -274,7 +278,8 @@ class _Statements:
     """The candidate statements of every push, built once per process and dialect (models.db.Prepared);
     parameters are named b_<column>."""
 
-    insert_candidate: Prepared
+    insert_candidate: Prepared  # on PostgreSQL with the new row's _Facts as `newer`, `deployed`, `older`
+    with_facts: bool
     candidate_by_key: Prepared
     candidate_by_id: Prepared
     facts: Prepared
@@ -305,11 +310,11 @@ def _statements(dialect: str) -> _Statements:
 
     same_env = (c.repository == bindparam("b_repository"), c.environment == bindparam("b_environment"))
     ordinal = bindparam("b_ordinal", type_=c.ordinal.type)
-    facts = select(
-        exists().where(*same_env, c.ordinal > ordinal, one_of(c.state, ("waiting", "blocked", "deployed"))),
-        exists().where(e.repository == bindparam("b_repository"), e.name == bindparam("b_environment"),
-                       e.sha == bindparam("b_sha"), e.status == "success"),
-        exists().where(*same_env, one_of(c.state, OPEN), c.ordinal < ordinal, c.id != bindparam("b_id")))
+    newer = exists().where(*same_env, c.ordinal > ordinal, one_of(c.state, ("waiting", "blocked", "deployed")))
+    deployed = exists().where(e.repository == bindparam("b_repository"), e.name == bindparam("b_environment"),
+                              e.sha == bindparam("b_sha"), e.status == "success")
+    older_open = exists().where(*same_env, one_of(c.state, OPEN), c.ordinal < ordinal)
+    facts = select(newer, deployed, older_open.where(c.id != bindparam("b_id")))
     moves = and_(bindparam("b_done", type_=Boolean), one_of(c.state, OPEN))
     settle = update(ct).where(c.id == bindparam("b_id")).values(
         last_commit_status=func.coalesce(bindparam("b_said", type_=c.last_commit_status.type), c.last_commit_status),
@@ -319,9 +324,18 @@ def _statements(dialect: str) -> _Statements:
         not_before=case((moves, bindparam("b_not_before", type_=c.not_before.type)), else_=c.not_before),
         updated_at=case((moves, bindparam("b_updated_at", type_=c.updated_at.type)), else_=c.updated_at))
     record_decision = insert(dt).values(binds(dt, _DECISION_COLUMNS))
+    new_row = insert(ct).values({**binds(ct, _CANDIDATE_COLUMNS), "state": "waiting"}).on_conflict_do_nothing()
+    if dialect == "postgresql":
+        # The facts in the same statement as the INSERT (a data-modifying CTE): its snapshot does not see the
+        # new row, which the facts leave out anyway.
+        created = new_row.returning(*c).cte("new_candidate")
+        insert_candidate = select(created, *(f.label(n) for f, n in zip(
+            (newer, deployed, older_open), ("newer", "deployed", "older"), strict=True)))
+    else:
+        insert_candidate = new_row.returning(*c)
     return _Statements(
-        insert_candidate=Prepared(insert(ct).values({**binds(ct, _CANDIDATE_COLUMNS), "state": "waiting"})
-                                  .on_conflict_do_nothing().returning(*c)),
+        insert_candidate=Prepared(insert_candidate),
+        with_facts=dialect == "postgresql",
         candidate_by_key=Prepared(select(*c).where(c.key == bindparam("b_key"))),
         candidate_by_id=Prepared(select(*c).where(c.id == bindparam("b_id"))),
         facts=Prepared(facts),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import bindparam, select
 
@@ -27,11 +28,18 @@ def server_defaults(rt: Runtime) -> RepoConfig | None:
     return rt.extras["server_config"]
 
 
+_UNREAD = object()
+
+
 def load(rt: Runtime, repo: Repo, default_branch: str, *, refresh: bool = False,
-         status_sha: str | None = None) -> RepoConfig:
-    """The repository's effective configuration; the last good file stays in force while the new one is invalid."""
-    with autocommit(rt.engine) as conn:
-        row = run(conn, _config_statement(), {"b_repository": repo.full_name}).first()
+         status_sha: str | None = None, cached: Any = _UNREAD) -> RepoConfig:
+    """The repository's effective configuration; the last good file stays in force while the new one is invalid.
+
+    `cached`: the cached row (good_text, error) or None, when the caller has just read it."""
+    row = cached
+    if row is _UNREAD:
+        with autocommit(rt.engine) as conn:
+            row = run(conn, _config_statement(), {"b_repository": repo.full_name}).first()
     if row is None or refresh:
         row = _fetch(rt, repo, default_branch, status_sha, previous=row)
     return effective(rt, row.good_text)

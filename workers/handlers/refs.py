@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from workers import gitops, repoconfig
 from workers.events import Event, Outcome
-from workers.handlers.common import default_branch, get, repo_for
+from workers.handlers.common import default_branch, get, repo_and_config, repo_for
 from workers.policy import (
     ReleaseFacts,
     branch_environment_for,
@@ -29,11 +29,12 @@ def on_push(event: Event) -> Outcome:
     p = event.payload
     if p.get("deleted") or p.get("after") == ZERO_SHA:
         return Outcome.ignored("ref deleted (the delete event tears down)")
-    repo = repo_for(event)
+    repo, cached = repo_and_config(event)
     ref, branch = p["ref"], default_branch(event)
     sha = get(p, "head_commit", "id") or p["after"]
     refresh = touches_config(ref, branch, _changed_paths(p))
-    cfg = repoconfig.load(event.rt, repo, branch, refresh=refresh, status_sha=sha if refresh else None)
+    cfg = repoconfig.load(event.rt, repo, branch, refresh=refresh, status_sha=sha if refresh else None,
+                          cached=cached)
     name = (event.repository or "").split("/")[-1]
     found = candidate_for_tag(ref, cfg) if ref.startswith("refs/tags/") else candidate_for_push(ref, branch, cfg, repo=name)
     ordinal = gitops.ordinal_of(get(p, "repository", "pushed_at"), get(p, "head_commit", "timestamp"))
