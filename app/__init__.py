@@ -23,8 +23,11 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -
     errors.register(app)
     limits.init_app(app, rt)
     # The dashboard serves GET /; the read API also serves /api/v1/openapi.json.
-    for bp in (webhooks.bp, health.bp, inbox_api.bp, deploy_api.bp, dashboard.bp, read_api.bp):
+    for bp in (health.bp, inbox_api.bp, deploy_api.bp, dashboard.bp, read_api.bp):
         app.register_blueprint(bp)
-    limits.exempt(app, webhooks.bp, health.bp)
+    limits.exempt(app, health.bp)
     metrics.init_app(app, rt)  # /metrics (unless METRICS_ENABLED=false) and the GitHub call counts
+    # GitHub's deliveries are answered in front of Flask (app/webhooks.py); the test client goes through it too.
+    app.wsgi_app = webhooks.mount(rt, app.wsgi_app)  # type: ignore[method-assign]
+    app.extensions["slipway_wsgi_routes"] = {("POST", webhooks.PATH)}
     return app

@@ -20,13 +20,18 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.fields, self.headers = status, code, message, fields, headers
 
 
-def json_error(status: int, code: str, message: str, fields: dict[str, Any] | None = None,
-               headers: dict[str, str] | None = None) -> Response:
-    """Build an error response in the canonical shape."""
+def error_document(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An error in the canonical shape, as a plain document."""
     body: dict[str, Any] = {"code": code, "message": message}
     if fields:
         body["fields"] = fields
-    resp = jsonify({"error": body})
+    return {"error": body}
+
+
+def json_error(status: int, code: str, message: str, fields: dict[str, Any] | None = None,
+               headers: dict[str, str] | None = None) -> Response:
+    """Build an error response in the canonical shape."""
+    resp = jsonify(error_document(code, message, fields))
     resp.status_code = status
     for k, v in (headers or {}).items():
         resp.headers[k] = v

@@ -406,8 +406,9 @@ def _answer(buf: bytearray, eof: bool) -> int | None:
 
 def drive(port: int, reqs: Requests, tag: str, first_seq: int, seconds: float, *, rate: float | None = None,
           connections: int | None = None, warmup: float = 0.0, max_inflight: int = 256,
-          drain: float = 5.0, ok: int = 202) -> dict[str, Any]:
-    """Send signed, unique requests to 127.0.0.1:port, one new connection each, from a selector loop.
+          drain: float = 5.0, ok: int = 202, keepalive: bool = False) -> dict[str, Any]:
+    """Send signed, unique requests to 127.0.0.1:port from a selector loop: each on a new connection, or
+    with `keepalive` on an idle kept-alive connection when there is one (a new one otherwise).
 
     Open loop (`rate`): request i is due at t0 + i/rate whatever happened before; at most `max_inflight` are
     open, later ones wait, and latency counts from the due time (no coordinated omission).
@@ -428,17 +429,22 @@ def drive(port: int, reqs: Requests, tag: str, first_seq: int, seconds: float, *
     total = int(rate * (warmup + seconds)) if rate else None
     issued = 0
     waiting: collections.deque[float] = collections.deque()
+    idle: list[socket.socket] = []
 
     def start(due: float) -> None:
         nonlocal seq, inflight, errors
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setblocking(False)
-        rc = s.connect_ex(addr)
-        if rc not in (0, errno.EINPROGRESS):
-            s.close()
-            if due >= t_measure:
-                errors += 1
-            return
+        if idle:
+            s = idle.pop()
+        else:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            rc = s.connect_ex(addr)
+            if rc not in (0, errno.EINPROGRESS):
+                s.close()
+                if due >= t_measure:
+                    errors += 1
+                return
         c = _Conn(s, seq, due, reqs.raw(port, tag, seq))
         seq += 1
         inflight += 1
@@ -447,7 +453,10 @@ def drive(port: int, reqs: Requests, tag: str, first_seq: int, seconds: float, *
     def finish(c: _Conn, status: int | None) -> None:
         nonlocal inflight, errors
         sel.unregister(c.sock)
-        c.sock.close()
+        if keepalive and status and b"connection: close" not in bytes(c.buf[:c.buf.find(b"\r\n\r\n")]).lower():
+            idle.append(c.sock)
+        else:
+            c.sock.close()
         inflight -= 1
         if c.due < t_measure:
             return
@@ -497,6 +506,8 @@ def drive(port: int, reqs: Requests, tag: str, first_seq: int, seconds: float, *
                     start(time.monotonic())
     for key in list(sel.get_map().values()):  # what did not finish within the drain time
         finish(key.data, 0)
+    for sock in idle:
+        sock.close()
     errors += sum(1 for due in waiting if due >= t_measure)  # due but never sent: the generator gave up
     sel.close()
     end = time.monotonic()
@@ -513,7 +524,7 @@ def drive(port: int, reqs: Requests, tag: str, first_seq: int, seconds: float, *
 
 def run_paced(port: int, reqs: Requests, tag: str, first_seq: int, rate: float, seconds: float,
               ok: int = 202) -> dict[str, Any]:
-    return drive(port, reqs, tag, first_seq, seconds, rate=rate, warmup=PACED_WARMUP_S, ok=ok)
+    return drive(port, reqs, tag, first_seq, seconds, rate=rate, warmup=PACED_WARMUP_S, ok=ok, keepalive=True)
 
 
 def run_closed(port: int, reqs: Requests, tag: str, first_seq: int, connections: int, seconds: float,
@@ -599,51 +610,39 @@ BACKGROUND = "background thread: "
 def classify(stack: str) -> str | None:
     """The part of a Slipway request a sampled worker stack belongs to (None: not a worker's)."""
     if "BackgroundEnqueuer" in stack or ("slipway/transport.py" in stack and "Thread.run" in stack):
-        if "Queue.get" in stack:
+        # Idle: blocked in queue.get, or in the burst's time.sleep (a C call, so _run itself is the leaf).
+        if ("Queue.get (" in stack and "RQTransport" not in stack) or \
+                stack.rsplit(";", 1)[-1].startswith("BackgroundEnqueuer._run"):
             return BACKGROUND + "idle, waiting for GUIDs"
         return BACKGROUND + "RQ enqueue off the request path (slipway/transport.py BackgroundEnqueuer)"
-    if "Flask.__call__" not in stack and "wsgi_app" not in stack:
+    if "wsgi (app/webhooks.py" not in stack:
+        if "Flask.__call__" in stack or "wsgi_app" in stack:
+            return "Flask (not the webhook path)"
         return None  # granian's own threads (the request's HTTP work happens in Rust, outside Python)
     if "receive (app/webhooks.py" not in stack:
-        if "flask_limiter/" in stack or "app/limits.py" in stack:
-            return "Flask-Limiter hooks (app/limits.py)"
-        if "open_session" in stack or "save_session" in stack:
-            return "Flask session open/save (app/sessions.py)"
-        return "Flask/Werkzeug: request context, dispatch, response object"
+        return "app/webhooks.py mount/_answer: WSGI dispatch, answer document, start_response"
     if "verify_signature (" in stack:
         return "signature check (app/signatures.py verify_signature → githubkit verify, HMAC-SHA256)"
     if "_decode (app/webhooks.py" in stack:
-        return "JSON decode of the 25 KB body (app/webhooks.py _decode → orjson.loads)"
-    if "get_data" in stack or "LimitedStream" in stack or "read_body (" in stack:
-        return "read the body (request.get_data / app/bodies.py read_body)"
+        return "JSON validation + facts of the 25 KB body (app/webhooks.py _decode → simdjson)"
+    if "LimitedStream" in stack or "read_body (" in stack:
+        return "read the body (app/bodies.py read_body)"
     if "_already_stored (" in stack:
         return "duplicate/replay lookup (app/webhooks.py _already_stored)"
     if ";_enqueue (app/webhooks.py" in stack:
-        return "enqueue on the request path (app/webhooks.py _enqueue → rt.transport.enqueue)"
+        return "hand-over to the background enqueuer (app/webhooks.py _enqueue → BackgroundEnqueuer.enqueue)"
     if "get_handler (" in stack:
         return "handler lookup (workers/registry.py get_handler)"
     if "_store_and_enqueue (" in stack:
-        if "do_ping" in stack:
-            return "DB: pool pre-ping, a SELECT 1 round trip per checkout (pool_pre_ping)"
-        if "do_commit" in stack or "_commit_gen" in stack:
-            return "DB: COMMIT round trip (waits for the WAL flush)"
-        if "_start_query" in stack:
-            return "DB: BEGIN round trip (psycopg opens a transaction before the INSERT)"
-        if "_insert_psycopg (" in stack and "psycopg/" not in stack:
-            return "workers/inbox.py store: pool checkout, autocommit switch, check-in"
-        if "insert_ignore (" in stack or "store (workers/inbox.py" in stack:
+        if "store (workers/groupcommit.py" in stack:
             if "psycopg/" in stack:
-                return "DB: the INSERT, psycopg execute + wait for PostgreSQL (incl. its commit when autocommit)"
-            if "sqlalchemy/sql/" in stack or "insert_ignore (" in stack.rsplit(";", 1)[-1]:
-                return "SQLAlchemy: build/compile the INSERT, cache key, bind parameters"
-            return "SQLAlchemy: execute overhead around the INSERT (connection, execution context, result)"
-        if "sqlalchemy/" in stack or "psycopg/" in stack:
-            return "SQLAlchemy/psycopg: connection checkout, transaction setup and teardown"
-        if "jsonify" in stack:
-            return "answer: jsonify"
+                return "DB: the batch INSERT, psycopg execute + wait for PostgreSQL (incl. its commit)"
+            if "_lead (" not in stack:
+                return "group commit: waiting for the leader's statement (a lock)"
+            if "sqlalchemy/" in stack:
+                return "group commit leader: pool checkout and check-in (SQLAlchemy)"
+            return "group commit leader: batch, parameters, hand-out of results"
         return "app/webhooks.py _store_and_enqueue own lines (values dict, sha256 of the body, utcnow)"
-    if "jsonify" in stack:
-        return "answer: jsonify"
     return "app/webhooks.py receive: other (headers, event name check, facts)"
 
 
@@ -736,7 +735,8 @@ def render_section(ctx: dict[str, Any], notes: str) -> str:
         f"- **Requests:** `POST {ENDPOINT}`, a {ctx['body_size']:,}-byte `pull_request.opened` body built in "
         "`bench/payload.py`; each request has its own X-GitHub-Delivery GUID and its own body (a sequence number "
         "in a trailing field), signed with X-Hub-Signature-256. wrk keeps its connections alive (all three servers "
-        "allow it); the paced generator (b) opens a new connection per request.",
+        "allow it), and so does the paced generator (b), as a load balancer in front of Slipway would (README, "
+        "Scaling out).",
         f"- **Load generator, (a) maximum throughput:** {ctx['gen_a']}. wrk's latency runs from the request's first "
         "byte to the answer's last (the connect is not included).",
         f"- **Load generator, (b) target load:** {ctx['gen_b']}. Rates: 0.5 × bare's rate in (a) (issue #2) and "
@@ -1088,9 +1088,10 @@ def main(argv: list[str] | None = None) -> int:
                    f"{args.connections} connections, {args.rounds} slices of {slice_s} s per receiver, alternating, "
                    f"after a {WARMUP_S} s warm-up each; latency from the connect"),
             gen_b=(f"Python open-loop generator in the benchmark process (bench/ingest.py drive(): one selector loop, "
-                   f"non-blocking sockets, a new connection per request), request i due at t0 + i/rate, "
+                   f"non-blocking sockets; a request goes on an idle kept-alive connection, or on a new one when none is "
+                   f"idle), request i due at t0 + i/rate, "
                    f"{PACED_WARMUP_S} s lead-in then {D} s measured, at most 256 requests in flight (later ones wait and "
-                   "their wait counts); latency from the due time to the answer's last byte, including the connect"),
+                   "their wait counts); latency from the due time to the answer's last byte, including any connect"),
         )
 
     section = render_section(ctx, existing_notes())

@@ -27,8 +27,8 @@ class Delivery(SQLModel, table=True):
     hook_id: str | None = Field(default=None, max_length=40)
     event: str = Field(max_length=64, index=True)
     action: str | None = Field(default=None, max_length=64)
-    installation_id: int | None = bigint_field(index=True)
-    repository: str | None = Field(default=None, max_length=140, index=True)
+    installation_id: int | None = bigint_field()   # not indexed: no query filters deliveries by it
+    repository: str | None = Field(default=None, max_length=140)
     state: str = Field(default="received", max_length=16)
     attempts: int = 0
     error: str | None = text_field()       # the last failure

@@ -25,12 +25,13 @@ def _web_options(settings: Settings) -> dict[str, Any]:
 def granian_options(settings: Settings) -> dict[str, Any]:
     """granian options of the production mode (reference/ingest-performance.md: ~1.8x gunicorn sync).
 
-    WSGI over HTTP/1, WEB_CONCURRENCY worker processes with 4 blocking threads each: a delivery's request
-    waits for PostgreSQL's commit for most of its time (py-spy: ~60 % of its wall time with one thread),
-    and another request can use the CPU meanwhile. A crashed worker is started again.
+    WSGI over HTTP/1, WEB_CONCURRENCY worker processes with 8 blocking threads each: a delivery's request
+    waits for PostgreSQL's commit for most of its time, and the requests that wait together share one
+    INSERT and one commit (workers/groupcommit.py), so more threads make bigger batches (8 measured best
+    on 2 cores: docs/benchmarks.md, Ingest). A crashed worker is started again.
     """
     return {"address": settings.host, "port": settings.port, "interface": "wsgi", "http": "1",
-            "workers": max(1, settings.web_concurrency), "blocking_threads": 4, "respawn_failed_workers": True,
+            "workers": max(1, settings.web_concurrency), "blocking_threads": 8, "respawn_failed_workers": True,
             "respawn_interval": 0.5, "workers_kill_timeout": 20, "log_level": _granian_level(settings.log_level),
             "log_access": False}
 
@@ -139,7 +140,22 @@ def build_web(settings: Settings) -> Any:
         from workers.inbox import mark_unqueued
 
         rt.transport = BackgroundEnqueuer(rt.transport, lambda guids: mark_unqueued(rt.engine, guids))  # type: ignore[arg-type]
-    return create_app(rt=rt)
+    wsgi = create_app(rt=rt)
+    freeze_heap()
+    return wsgi
+
+
+def freeze_heap() -> None:
+    """Move what start-up made into the garbage collector's permanent generation, so collections skip it.
+
+    After start-up a web process holds ~140,000 objects (Flask, SQLAlchemy, githubkit's models); a full
+    collection over them took ~100 ms here, holding the GIL, so every request of the process would wait.
+    Objects made later are collected as usual.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> None:
@@ -171,6 +187,8 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
     runtime.install(rt)
     __import__("app.metrics").metrics.install_hooks(rt)  # count this worker's GitHub answers in Redis for /metrics
     transport: Any = rt.transport
+    import workers.jobs  # noqa: F401 - the job and its handlers, imported before the heap is frozen
+    freeze_heap()
     sweep_once(rt)  # pick up whatever waited while no worker ran
     sweeper = Sweeper(rt).start()
     try:

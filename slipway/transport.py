@@ -186,9 +186,12 @@ class BackgroundEnqueuer:
     """
 
     def __init__(self, inner: RQTransport, on_failure: Callable[[list[str]], object], max_batch: int = 100,
-                 linger: float = 0.005) -> None:
+                 linger: float = 0.05) -> None:
         self.inner, self._on_failure, self._max_batch, self._linger = inner, on_failure, max_batch, linger
-        self._queue: queue.Queue[str] = queue.Queue()
+        # SimpleQueue: put and get are C, no Condition run in Python per GUID (the web tier's hot path).
+        self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._in_flight = 0  # GUIDs put and not yet handed over (or given up), under _count_lock
+        self._count_lock = threading.Lock()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -205,6 +208,8 @@ class BackgroundEnqueuer:
     def enqueue(self, guids: list[str]) -> None:
         """Hand the GUIDs to the background thread (started on first use in this process)."""
         self._ensure_thread()
+        with self._count_lock:
+            self._in_flight += len(guids)
         for g in guids:
             self._queue.put(g)
 
@@ -219,9 +224,9 @@ class BackgroundEnqueuer:
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every GUID was handed over (tests, shutdown)."""
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+        while self._in_flight and time.monotonic() < deadline:
             time.sleep(0.005)
-        return not self._queue.unfinished_tasks
+        return not self._in_flight
 
     def _ensure_thread(self) -> None:
         """One thread per process (a fork does not copy threads, so check it is alive)."""
@@ -235,30 +240,42 @@ class BackgroundEnqueuer:
     def _run(self) -> None:
         """Take what has arrived (up to max_batch) and enqueue it in one pipeline.
 
-        In a burst (the previous batch left moments ago) it also waits up to `linger` for more, so the burst
-        shares RQ jobs (JOB_BATCH GUIDs each) and RQ's per-job cost is paid once per batch, here and in the
-        worker; a delivery that comes alone is handed over at once.
+        In a burst (more GUIDs are already waiting, the previous batch left less than linger/4 ago, or it
+        had several and left less than 2 × linger ago) it first sleeps
+        `linger` for more, so the burst shares RQ jobs (JOB_BATCH GUIDs each) and RQ's per-job cost (the
+        web tier's largest Python cost after the request itself) is paid once per batch, here and in the
+        worker. Deliveries that come one at a time, even dozens a second, are handed over at once.
         """
-        last = 0.0
+        previous, last = 0, 0.0
         while True:
             batch = [self._queue.get()]
             now = time.monotonic()
-            deadline = now + (self._linger if now - last < 4 * self._linger else 0.0)
-            last = now
+            gap = now - last
+            if not self._queue.empty() or gap < self._linger / 4 or (previous > 1 and gap < 2 * self._linger):
+                # Sleep rather than wait on the queue: the GUIDs that arrive meanwhile are put without
+                # waking this thread (and taking the GIL) once each.
+                time.sleep(self._linger)
             while len(batch) < self._max_batch:
                 try:
-                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                    batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            previous, last = len(batch), now
+            for i in range(0, len(batch), JOB_BATCH):
+                self._hand_over(batch[i:i + JOB_BATCH])
+
+    def _hand_over(self, guids: list[str]) -> None:
+        """One RQ job per pipeline: RQ builds a job in Python, holding the GIL about 1 ms, and the request
+        threads of this process get it back at each round trip instead of after a whole batch of jobs."""
+        try:
+            self.inner.enqueue(guids)
+        except Exception as exc:
+            log.warning("queue unavailable; the sweeper will queue these deliveries",
+                        extra={"error": str(exc), "count": len(guids)})
             try:
-                self.inner.enqueue(batch)
-            except Exception as exc:
-                log.warning("queue unavailable; the sweeper will queue these deliveries",
-                            extra={"error": str(exc), "count": len(batch)})
-                try:
-                    self._on_failure(batch)
-                except Exception:
-                    log.exception("could not mark deliveries for the sweeper; it finds them after the grace period")
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+                self._on_failure(guids)
+            except Exception:
+                log.exception("could not mark deliveries for the sweeper; it finds them after the grace period")
+        finally:
+            with self._count_lock:
+                self._in_flight -= len(guids)

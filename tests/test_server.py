@@ -68,3 +68,17 @@ def test_workers_that_always_crash_end_serve_after_the_restart_limit(fake_grania
     with pytest.raises(SystemExit) as exc:
         server._run_granian(settings())
     assert exc.value.code == 1 and len(started) == server.MAX_QUICK_RESTARTS + 1
+
+
+def test_a_web_process_freezes_what_start_up_made(pg_url: str, redis_url: str) -> None:
+    """build_web ends with gc.freeze(): full collections then skip the ~140,000 start-up objects."""
+    import gc
+
+    gc.unfreeze()
+    app = server.build_web(load_settings(redis_url=redis_url, database_url=pg_url, webhook_secret="s",
+                                         _env_file=None))
+    try:
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
+        app.extensions["slipway"].close()

@@ -350,3 +350,25 @@ def test_background_hand_over_batches_a_burst_and_sends_a_lone_delivery_at_once(
     enq.enqueue(["alone"])
     assert inner.arrived.wait(1)
     assert inner.batches[-1][1] == ["alone"] and inner.batches[-1][0] - sent < 0.04
+
+
+@pytest.mark.parametrize("action", ["open\u0000ed", "\ud800", "x" * 500])
+def test_text_the_database_cannot_hold_is_left_out_not_a_5xx(rt, client, action: str) -> None:
+    """A NUL or a lone surrogate in `action` (valid JSON escapes) would fail the shared INSERT: stored as None."""
+    body = json.dumps({"action": action, "repository": {"full_name": "o/r\u0000"}}).encode()
+    headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": "g-nul", "X-Hub-Signature-256": sign(body),
+               "Content-Type": "application/json", "X-GitHub-Hook-ID": "12\u00003"}
+    resp = client.post("/api/github/webhooks", data=body, headers=headers)
+    assert resp.status_code == 202, resp.get_data()
+    (row,) = rows(rt)
+    assert row.action == (action[:64] if action.startswith("x") else None)
+    assert row.repository is None and row.hook_id is None
+    assert row.body == body
+
+
+def test_other_methods_on_the_webhook_path_are_405(client) -> None:
+    """The endpoint only takes POST; anything else is a JSON 405 naming it."""
+    resp = client.get("/api/github/webhooks")
+    assert resp.status_code == 405
+    assert resp.headers["Allow"] == "POST"
+    assert resp.get_json()["error"]["code"] == "method_not_allowed"

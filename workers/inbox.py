@@ -6,6 +6,7 @@ Every transition is one conditional UPDATE, so concurrent workers and sweepers n
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -188,86 +189,47 @@ def submit_internal(engine: Engine, transport: object, event: str, payload: dict
 
 
 @functools.cache
-def _delivery_insert(dialect: str) -> object:
-    """INSERT .. ON CONFLICT DO NOTHING RETURNING id, built once per dialect (hot path).
+def _delivery_insert() -> object:
+    """INSERT .. ON CONFLICT DO NOTHING RETURNING id for SQLite (and any non-PostgreSQL dialect), built once."""
+    from sqlalchemy.dialects import sqlite
 
-    PostgreSQL gets the SQL text with psycopg's `%(name)s` placeholders, run straight on the DBAPI
-    connection; other dialects (SQLite) get the SQLAlchemy statement with bound parameters.
-    """
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    mod = {"postgresql": postgresql, "sqlite": sqlite}[dialect]
     cols = [c.name for c in Delivery.__table__.columns if c.name != "id"]
-    stmt = (mod.insert(Delivery).values({c: bindparam(c, type_=Delivery.__table__.c[c].type) for c in cols})
+    return (sqlite.insert(Delivery).values({c: bindparam(c, type_=Delivery.__table__.c[c].type) for c in cols})
             .on_conflict_do_nothing().returning(Delivery.id))
-    if dialect == "postgresql":
-        # Every column is a plain str/int/datetime/bytes that psycopg adapts itself: no bind processors.
-        return str(stmt.compile(dialect=postgresql.psycopg.dialect()))
-    return stmt
 
 
 _DELIVERY_DEFAULTS = {"hook_id": None, "action": None, "installation_id": None, "repository": None, "attempts": 0,
                       "error": None, "note": None, "queued_at": None, "started_at": None, "finished_at": None,
                       "lease_until": None, "next_attempt_at": None}
+_COMMITTERS_LOCK = threading.Lock()
+# Columns a new delivery never sets (its id comes from the sequence; the rest only from later transitions):
+# left out of the INSERT, so each row sends fewer parameters.
+_NEVER_NEW = ("id", "error", "started_at", "lease_until", "next_attempt_at")
 
 
 def store(engine: Engine, values: dict) -> int | None:
-    """Store a new delivery in one autocommitted statement; None when its GUID or body is already stored."""
-    from sqlalchemy.exc import DBAPIError
+    """Store a new delivery, committed when this returns; None when its GUID or body is already stored.
 
+    PostgreSQL: concurrent calls of a process share one multi-row INSERT and one commit
+    (workers/groupcommit.py). SQLite: one autocommitted statement (its single writer lock
+    serialises writers anyway).
+    """
     params = {**_DELIVERY_DEFAULTS, **values}
-    run = _insert_psycopg if engine.dialect.name == "postgresql" else _insert_sqlalchemy
-    for attempt in (1, 2):
-        try:
-            return run(engine, params)
-        except DBAPIError as exc:
-            # Pooled connections are not pinged first (a round trip per request); a connection that died
-            # while idle (database restart) is invalidated and the statement tried once more.
-            if attempt == 2 or not exc.connection_invalidated:
-                raise
-    return None
-
-
-def _insert_sqlalchemy(engine: Engine, params: dict) -> int | None:
-    """The INSERT through SQLAlchemy's execution (SQLite: its bind processors store the datetimes)."""
+    if engine.dialect.name == "postgresql":
+        return _committer(engine).store(params)
     with autocommit(engine) as conn:
-        return conn.execute(_delivery_insert(conn.dialect.name), params).scalar()  # type: ignore[arg-type]
+        return conn.execute(_delivery_insert(), params).scalar()  # type: ignore[arg-type]
 
 
-def _insert_psycopg(engine: Engine, params: dict) -> int | None:
-    """The INSERT straight on the pooled psycopg connection in autocommit: one round trip, no SQLAlchemy
-    execution context (the profile's largest Python cost per delivery after the server itself)."""
-    from sqlalchemy.exc import DBAPIError
+def _committer(engine: Engine) -> Any:
+    """The engine's group committer, made on first use; it lives on the engine, so it goes with it."""
+    gc = getattr(engine, "_slipway_group_commit", None)
+    if gc is None:
+        from workers.groupcommit import GroupCommit
 
-    sql = _delivery_insert("postgresql")
-    error = engine.dialect.loaded_dbapi.Error
-    try:
-        fairy = engine.raw_connection()
-    except error as exc:  # as engine.connect() would raise it: the webhook answers 503
-        raise DBAPIError.instance(sql, None, exc, error, dialect=engine.dialect) from exc  # type: ignore[arg-type]
-    dbapi = fairy.driver_connection
-    try:
-        dbapi.autocommit = True
-        row = dbapi.execute(sql, params).fetchone()  # type: ignore[union-attr]
-    except Exception as exc:
-        lost = dbapi is None or dbapi.broken or dbapi.closed or engine.dialect.is_disconnect(exc, dbapi, None)
-        if lost:
-            fairy.invalidate(exc)
-        else:
-            _give_back(fairy, dbapi)
-        if isinstance(exc, error):
-            raise DBAPIError.instance(sql, None, exc, error, connection_invalidated=lost,  # type: ignore[arg-type]
-                                      dialect=engine.dialect) from exc
-        raise
-    _give_back(fairy, dbapi)
-    return row[0] if row else None
-
-
-def _give_back(fairy: object, dbapi: object) -> None:
-    """Return the connection to the pool as SQLAlchemy expects it: not in autocommit."""
-    try:
-        dbapi.autocommit = False  # type: ignore[attr-defined]
-    except Exception as exc:  # noqa: BLE001 - a connection that cannot be reset is not reused
-        fairy.invalidate(exc)  # type: ignore[attr-defined]
-        return
-    fairy.close()  # type: ignore[attr-defined]
+        with _COMMITTERS_LOCK:
+            gc = getattr(engine, "_slipway_group_commit", None)
+            if gc is None:
+                gc = GroupCommit(engine, [c.name for c in Delivery.__table__.columns if c.name not in _NEVER_NEW])
+                engine._slipway_group_commit = gc  # type: ignore[attr-defined]
+    return gc

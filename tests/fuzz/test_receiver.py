@@ -190,3 +190,34 @@ def test_form_encoded_deliveries_with_any_text_are_accepted(receiver: tuple[Any,
     with rt.engine.connect() as conn:
         stored = conn.execute(select(Delivery.body).where(Delivery.guid == hashlib.sha1(body).hexdigest())).scalar()
     assert bytes(stored) == doc.encode()
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70) | st.floats(allow_nan=True)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=20)
+_payloads = st.fixed_dictionaries({}, optional={
+    "action": _json_values, "zen": _json_values, "installation": st.dictionaries(
+        st.sampled_from(["id", "node_id"]), _json_values, max_size=2) | _json_values,
+    "repository": st.dictionaries(st.sampled_from(["full_name", "id"]), _json_values, max_size=2) | _json_values})
+
+
+@given(doc=_payloads | _json_values, raw=st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_decode_reads_what_json_loads_reads(doc: Any, raw: bool) -> None:
+    """The fast decode (simdjson, json.loads on refusal) answers every body exactly as json.loads would."""
+    from app.errors import ApiError
+    from app.webhooks import _decode, _facts
+
+    body = json.dumps(doc, ensure_ascii=raw).encode("utf-8", "surrogatepass")
+    try:
+        expected: Any = json.loads(body)
+        expected = _facts(expected) if isinstance(expected, dict) else "not an object"
+    except ValueError:
+        expected = "invalid"
+    try:
+        got: Any = _decode(body)
+    except ApiError as exc:
+        got = "not an object" if "object" in exc.message else "invalid"
+    assert got == expected
