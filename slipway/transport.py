@@ -20,6 +20,7 @@ JOB_PATH = "workers.jobs.process_deliveries"
 # GUIDs per RQ job: RQ's own work per job (~5 ms of Redis round trips and bookkeeping) is paid once per batch,
 # and batches stay small enough that several workers share a burst.
 JOB_BATCH = 16
+BURST_GUIDS = 4   # a web process lingers before a hand-over when at least this many GUIDs would share it
 JOB_TIMEOUT = 110  # RQ kills a job after this; every delivery's lease (JOB_LEASE_SECONDS, 120) outlasts it
 
 
@@ -240,18 +241,19 @@ class BackgroundEnqueuer:
     def _run(self) -> None:
         """Take what has arrived (up to max_batch) and enqueue it in one pipeline.
 
-        In a burst (more GUIDs are already waiting, the previous batch left less than linger/4 ago, or it
-        had several and left less than 2 × linger ago) it first sleeps
-        `linger` for more, so the burst shares RQ jobs (JOB_BATCH GUIDs each) and RQ's per-job cost (the
-        web tier's largest Python cost after the request itself) is paid once per batch, here and in the
-        worker. Deliveries that come one at a time, even dozens a second, are handed over at once.
+        In a burst it first sleeps `linger` for more, so the burst shares RQ jobs (JOB_BATCH GUIDs each)
+        and RQ's per-job cost (the web tier's largest Python cost after the request itself) is paid once
+        per batch, here and in the worker. A burst: at least BURST_GUIDS would arrive during the linger,
+        judged by what is already waiting and by the rate of the previous batch. Deliveries that come one
+        at a time, even dozens a second per process, are handed over at once: the linger would only add
+        to the time until a worker starts on them.
         """
         previous, last = 0, 0.0
         while True:
             batch = [self._queue.get()]
             now = time.monotonic()
-            gap = now - last
-            if not self._queue.empty() or gap < self._linger / 4 or (previous > 1 and gap < 2 * self._linger):
+            recent_rate = previous / max(now - last, 1e-3)
+            if max(self._queue.qsize(), recent_rate * self._linger) >= BURST_GUIDS:
                 # Sleep rather than wait on the queue: the GUIDs that arrive meanwhile are put without
                 # waking this thread (and taking the GIL) once each.
                 time.sleep(self._linger)

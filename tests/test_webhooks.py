@@ -352,6 +352,35 @@ def test_background_hand_over_batches_a_burst_and_sends_a_lone_delivery_at_once(
     assert inner.batches[-1][1] == ["alone"] and inner.batches[-1][0] - sent < 0.04
 
 
+def test_a_steady_trickle_is_handed_over_one_by_one_without_the_linger() -> None:
+    """Twenty deliveries a second (a busy repository, the e2e benchmark's rate per web process) are not
+    held back: the linger is for bursts in which several GUIDs would share an RQ job."""
+    import threading
+    import time
+
+    from slipway.transport import BackgroundEnqueuer
+
+    sent: list[tuple[float, list[str]]] = []
+    arrived = threading.Event()
+
+    class Recorder:
+        def enqueue(self, guids: list[str]) -> None:
+            sent.append((time.monotonic(), list(guids)))
+            arrived.set()
+
+    enq = BackgroundEnqueuer(Recorder(), lambda guids: None, linger=0.2)  # type: ignore[arg-type]
+    delays = []
+    for i in range(10):
+        arrived.clear()
+        put = time.monotonic()
+        enq.enqueue([f"t{i}"])
+        assert arrived.wait(1)
+        delays.append(sent[-1][0] - put)
+        time.sleep(0.05)
+    assert [batch for _, batch in sent] == [[f"t{i}"] for i in range(10)]
+    assert max(delays) < 0.1  # a linger would have held some for 0.2 s
+
+
 @pytest.mark.parametrize("action", ["open\u0000ed", "\ud800", "x" * 500])
 def test_text_the_database_cannot_hold_is_left_out_not_a_5xx(rt, client, action: str) -> None:
     """A NUL or a lone surrogate in `action` (valid JSON escapes) would fail the shared INSERT: stored as None."""
