@@ -194,3 +194,23 @@ def test_a_batch_past_its_budget_hands_the_rest_back(rt, posted, monkeypatch) ->
     assert jobs.process_deliveries(guids) == {"done": 1, "handed-back": 2}
     assert handed == guids[1:]
     assert [state(rt, g).state for g in guids[1:]] == ["queued", "queued"]
+
+
+@pytest.mark.parametrize("mode", ["production"])
+def test_a_batch_runs_its_deliveries_side_by_side_on_postgresql(rt, posted, monkeypatch) -> None:
+    """Four deliveries whose handler waits 0.3 s each run at the same time, each in its own thread."""
+    import threading
+    import time
+
+    guids = [posted() for _ in range(4)]
+    threads: set[str] = set()
+
+    def slow(event):  # noqa: ANN001, ANN202
+        threads.add(threading.current_thread().name)
+        time.sleep(0.3)
+        return Outcome("done", "waited")
+
+    monkeypatch.setattr(jobs, "get_handler", lambda event, action: slow)
+    assert jobs.process_deliveries(guids) == {"done": 4}
+    assert len(threads) == jobs.BATCH_THREADS  # each took one while the others waited in theirs
+    assert [state(rt, g).note for g in guids] == ["waited"] * 4
