@@ -680,7 +680,7 @@ def summarise_profile(raw: Path) -> dict[str, Any]:
 def versions(db: Database, redis: RedisSpace, wrk_version: str | None, probot: ProbotInstall) -> dict[str, str]:
     v = common.version
     return {"Python": platform.python_version(), "Flask": v("flask"), "Werkzeug": v("werkzeug"),
-            "granian": v("granian"), "gunicorn": v("gunicorn"), "orjson": v("orjson"),
+            "granian": v("granian"), "gunicorn": v("gunicorn"), "orjson": v("orjson"), "pysimdjson": v("pysimdjson"),
             "PostgreSQL": str(db.scalar("SHOW server_version")).split()[0],
             "Redis": str(redis.client.info("server")["redis_version"]), "psycopg": v("psycopg"),
             "SQLAlchemy": v("sqlalchemy"), "redis-py": v("redis"), "RQ": v("rq"),
