@@ -227,7 +227,6 @@ def run(conn: Any, p: Prepared, params: dict[str, Any] | None = None) -> Ran:
 def _raw(conn: Any, sql: str, args: dict[str, Any] | None) -> Ran:
     """Execute on the psycopg connection under `conn`; errors come out as SQLAlchemy's, as conn.execute's do."""
     from psycopg.rows import namedtuple_row
-    from sqlalchemy.exc import DBAPIError
 
     for observe in _sql_observers:
         observe(sql)
@@ -244,11 +243,20 @@ def _raw(conn: Any, sql: str, args: dict[str, Any] | None) -> Ran:
             cur.execute(sql, args)
         return Ran(cur.fetchall() if cur.description else [], cur.rowcount)
     except conn.dialect.loaded_dbapi.Error as exc:
-        lost = dbapi.broken or dbapi.closed or conn.dialect.is_disconnect(exc, dbapi, None)
-        if lost:
+        err = dbapi_error(conn.dialect, dbapi, sql, args, exc)
+        if err.connection_invalidated:
             conn.invalidate(exc)
-        raise DBAPIError.instance(sql, args, exc, conn.dialect.loaded_dbapi.Error,  # type: ignore[arg-type]
-                                  connection_invalidated=lost, dialect=conn.dialect) from exc
+        raise err from exc
+
+
+def dbapi_error(dialect: Any, dbapi: Any, sql: str, args: Any, exc: Exception) -> Any:
+    """A psycopg error from a statement run straight on its connection, as SQLAlchemy's DBAPIError (what
+    conn.execute would raise), marked invalidated when the connection is gone."""
+    from sqlalchemy.exc import DBAPIError
+
+    lost = dbapi.broken or dbapi.closed or dialect.is_disconnect(exc, dbapi, None)
+    return DBAPIError.instance(sql, args, exc, dialect.loaded_dbapi.Error,  # type: ignore[arg-type]
+                               connection_invalidated=lost, dialect=dialect)
 
 
 def _held_connection(engine: Engine) -> Any:

@@ -239,7 +239,7 @@ class BackgroundEnqueuer:
                 self._thread.start()
 
     def _run(self) -> None:
-        """Take what has arrived (up to max_batch) and enqueue it in one pipeline.
+        """Take what has arrived (up to max_batch) and hand it to RQ in jobs of JOB_BATCH GUIDs.
 
         In a burst it first sleeps `linger` for more, so the burst shares RQ jobs (JOB_BATCH GUIDs each)
         and RQ's per-job cost (the web tier's largest Python cost after the request itself) is paid once

@@ -15,6 +15,9 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+
+from models.db import dbapi_error
 
 MAX_BATCH = 64  # rows per statement: 64 × ~25 KB bodies is ~1.6 MB, well inside one round trip
 
@@ -96,24 +99,30 @@ class GroupCommit:
         """Run the statement on the committer's connection; a connection that died while idle (database
         restart) is replaced and the statement tried once more. Errors come out as SQLAlchemy's DBAPIError,
         as engine.connect() would raise them (the webhook answers 503)."""
+        try:
+            return self._run(sql, params)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        return self._run(sql, params)
+
+    def _run(self, sql: str, params: list[Any]) -> list[tuple]:
+        """One try of _execute; a lost connection is dropped, so the next try opens another."""
         from psycopg import RawCursor
-        from sqlalchemy.exc import DBAPIError
 
         error = self.engine.dialect.loaded_dbapi.Error
-        for attempt in (1, 2):
-            try:
-                conn = self._connection()
-                with RawCursor(conn) as cur:  # $1 placeholders, sent as they are
-                    return cur.execute(sql, params).fetchall()
-            except error as exc:
-                lost = self._conn is None or self._conn.broken or self._conn.closed
-                if lost:
-                    self._drop()
-                if attempt == 1 and lost:
-                    continue
-                raise DBAPIError.instance(sql, None, exc, error, connection_invalidated=lost,  # type: ignore[arg-type]
-                                          dialect=self.engine.dialect) from exc
-        return []
+        try:
+            conn = self._connection()
+        except error as exc:  # the database does not answer: as engine.connect() would raise it
+            raise DBAPIError.instance(sql, None, exc, error, dialect=self.engine.dialect) from exc  # type: ignore[arg-type]
+        try:
+            with RawCursor(conn) as cur:  # $1 placeholders, sent as they are
+                return cur.execute(sql, params).fetchall()
+        except error as exc:
+            err = dbapi_error(self.engine.dialect, conn, sql, None, exc)  # no bodies in the error text
+            if err.connection_invalidated:
+                self._drop()
+            raise err from exc
 
     def _connection(self) -> Any:
         """The leader's connection: one per process, only ever used by the current leader, in autocommit.

@@ -44,10 +44,10 @@ def process_deliveries(guids: list[str]) -> dict[str, int]:
     def take_and_run() -> None:
         while True:
             with lock:
-                if not pending or errors or (counts and time.monotonic() - started > BATCH_BUDGET_SECONDS):
+                begun = len(pending) < len(guids)
+                if not pending or errors or (begun and time.monotonic() - started > BATCH_BUDGET_SECONDS):
                     return
                 guid = pending.popleft()
-                counts["started"] += 1
             state = process_delivery(guid)
             with lock:
                 counts[state] += 1
@@ -59,7 +59,6 @@ def process_deliveries(guids: list[str]) -> dict[str, int]:
     work()  # this thread is one of them
     for t in threads:
         t.join()
-    del counts["started"]
     if pending:
         _hand_back(list(pending))
         counts["handed-back"] = len(pending)
